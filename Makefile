@@ -1,0 +1,28 @@
+# Two commands matter: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := demo
+
+.PHONY: setup demo test test-all lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(DEMO)
+	@test -f $(DEMO)/trainer.key || $(BIN)/pol keygen --out $(DEMO)/trainer
+	$(BIN)/pol train --task digits-mlp --out $(DEMO)/run.pol.h5 --key $(DEMO)/trainer.key --every 10 --epochs 1 --seed 0 --force
+	$(BIN)/pol verify $(DEMO)/run.pol.h5 --key $(DEMO)/trainer.pub
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

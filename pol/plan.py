@@ -1,0 +1,86 @@
+"""The training plan: everything a verifier needs, committed and signed before step one."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pol.errors import ProofFormatError
+
+PLAN_VERSION = 1
+
+
+def canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+@dataclass(frozen=True)
+class Plan:
+    seed: int
+    model: dict[str, Any]            # {"spec": "digits-mlp" | "module:callable", "kwargs": {...}}
+    data: dict[str, Any]             # {"spec", "kwargs", "num_samples", "merkle_root", "sample_digest"}
+    optimizer: dict[str, Any]        # {"type": "SGD", "hparams": {...}}
+    lr_schedule: dict[str, Any]
+    loss: str
+    batch_size: int
+    every: int                       # k: a checkpoint every k steps
+    num_steps: int
+    environment: dict[str, Any]
+    signer: str                      # hex Ed25519 public key
+    created_at: str                  # ISO-8601 UTC, signed with the plan
+    sampler: str = "epoch-permutation-v1/drop-last"
+    step_rng: str = "torch.manual_seed(derive_seed(seed,'step',t)) before each step"
+    extra: dict[str, Any] = field(default_factory=dict)
+    version: int = PLAN_VERSION
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(asdict(self))
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(b"pol-plan-v1" + self.to_bytes()).digest()
+
+    @property
+    def num_checkpoints(self) -> int:
+        """Checkpoint 0 is the initial state; then one every k steps, plus the last step."""
+        return 1 + -(-self.num_steps // self.every)
+
+    def checkpoint_step(self, i: int) -> int:
+        return min(i * self.every, self.num_steps)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Plan":
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProofFormatError(f"plan is not valid JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ProofFormatError("plan is not a JSON object")
+        if obj.get("version") != PLAN_VERSION:
+            raise ProofFormatError(f"unsupported plan version {obj.get('version')!r} (this build reads {PLAN_VERSION})")
+        try:
+            plan = cls(**obj)
+        except TypeError as exc:
+            raise ProofFormatError(f"plan fields do not match this format: {exc}") from None
+        _check_types(plan)
+        return plan
+
+
+def _check_types(plan: Plan) -> None:
+    ints = {"seed": plan.seed, "batch_size": plan.batch_size, "every": plan.every, "num_steps": plan.num_steps}
+    for name, value in ints.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ProofFormatError(f"plan field {name} must be an integer, found {value!r}")
+    if plan.batch_size <= 0 or plan.every <= 0 or plan.num_steps <= 0:
+        raise ProofFormatError("plan batch_size, every and num_steps must be positive")
+    for name in ("model", "data", "optimizer", "lr_schedule", "environment"):
+        if not isinstance(getattr(plan, name), dict):
+            raise ProofFormatError(f"plan field {name} must be an object")
+    if not isinstance(plan.data.get("num_samples"), int) or not isinstance(plan.data.get("merkle_root"), str):
+        raise ProofFormatError("plan data must carry num_samples and merkle_root")
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

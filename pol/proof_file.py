@@ -1,0 +1,310 @@
+"""The HDF5 proof file: writer and reader (see docs/FORMAT.md).
+
+No pickles anywhere: every value is a numeric dataset, a uint8 byte string, or a scalar
+attribute. The reader treats the file as untrusted and turns every malformation into
+:class:`~pol.errors.ProofFormatError`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pol.hashing import contiguous
+
+from pol import codec as _codec
+from pol.errors import ProofFormatError
+from pol.plan import Plan
+
+FORMAT_NAME = "proof-of-learning"
+FORMAT_VERSION = 1
+MAX_ELEMENTS = 1 << 31
+_NUMERIC_KINDS = "fiub"
+
+
+def _bytes_ds(group: Any, name: str, data: bytes) -> None:
+    group.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
+
+
+def _ckpt_name(i: int) -> str:
+    return f"{i:06d}"
+
+
+class ProofWriter:
+    """Appends to a proof file; used from the recorder's background writer thread."""
+
+    def __init__(self, path: str | os.PathLike[str], *, plan_bytes: bytes, plan_signature: bytes,
+                 public_key: bytes, batch_size: int, codec: str = "xor-zstd", keyframe_every: int = 10,
+                 mode: str = "full", overwrite: bool = False):
+        import h5py
+
+        if codec not in _codec.CODECS:
+            raise ValueError(f"unknown codec {codec!r}; expected one of {_codec.CODECS}")
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} exists; pass overwrite=True (CLI: --force) to replace it")
+        self.codec, self.keyframe_every = codec, max(1, keyframe_every)
+        self._f = h5py.File(self.path, "w")
+        f = self._f
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["mode"] = mode
+        f.attrs["codec"] = codec
+        _bytes_ds(f, "plan", plan_bytes)
+        _bytes_ds(f, "signer_public_key", public_key)
+        sig = f.create_group("signatures")
+        _bytes_ds(sig, "plan", plan_signature)
+        f.create_dataset("indices", shape=(0, batch_size), maxshape=(None, batch_size), dtype=np.int64,
+                         chunks=(max(1, min(1024, 65536 // batch_size)), batch_size), compression="gzip")
+        chain = f.create_group("chain")
+        chain.create_dataset("digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
+        chain.create_dataset("state_digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
+        chain.create_dataset("steps", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,))
+        f.create_group("checkpoints")
+        self._previous: dict[str, np.ndarray] | None = None
+        self._stored = 0
+        f.flush()
+
+    @staticmethod
+    def _append(ds: Any, rows: np.ndarray) -> None:
+        n = ds.shape[0]
+        ds.resize(n + len(rows), axis=0)
+        ds[n:] = rows
+
+    def append_indices(self, block: np.ndarray) -> None:
+        if len(block):
+            self._append(self._f["indices"], np.asarray(block, dtype=np.int64))
+
+    def append_chain(self, step: int, digest: bytes, state_digest: bytes) -> None:
+        chain = self._f["chain"]
+        self._append(chain["digests"], np.frombuffer(digest, np.uint8)[None])
+        self._append(chain["state_digests"], np.frombuffer(state_digest, np.uint8)[None])
+        self._append(chain["steps"], np.asarray([step], dtype=np.int64))
+
+    def store_checkpoint(self, index: int, step: int, state: dict[str, np.ndarray]) -> None:
+        group = self._f["checkpoints"].create_group(_ckpt_name(index))
+        group.attrs["step"] = step
+        keyframe = self._stored % self.keyframe_every == 0
+        group.attrs["keyframe"] = keyframe
+        previous = None if keyframe else self._previous
+        for name in sorted(state):
+            arr = contiguous(state[name])
+            if self.codec == "raw":
+                kwargs = {"compression": "gzip", "shuffle": True} if arr.size > 16 else {}
+                group.create_dataset(name, data=arr, **kwargs)
+                continue
+            base = _codec.delta_base(name, arr.dtype, arr.shape, previous)
+            ds = group.create_dataset(name, data=np.frombuffer(_codec.encode_tensor(arr, base), np.uint8))
+            ds.attrs["dtype"] = arr.dtype.str
+            ds.attrs["shape"] = ",".join(str(d) for d in arr.shape)
+            ds.attrs["delta"] = base is not None
+        self._previous = state
+        self._stored += 1
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def write_group_bytes(self, group: str, name: str, data: bytes) -> None:
+        _bytes_ds(self._f.require_group(group), name, data)
+
+    def finish(self, *, final_signature: bytes, chain_head: bytes, final_weights_digest: bytes,
+               num_checkpoints: int, num_steps: int, finished_at: str) -> None:
+        _bytes_ds(self._f["signatures"], "final", final_signature)
+        final = self._f.create_group("final")
+        final.attrs["chain_head"] = chain_head.hex()
+        final.attrs["final_weights_digest"] = final_weights_digest.hex()
+        final.attrs["num_checkpoints"] = num_checkpoints
+        final.attrs["num_steps"] = num_steps
+        final.attrs["finished_at"] = finished_at
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.close()
+
+
+class ProofReader:
+    """Read-only, validating access to a proof file. Use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ProofFormatError(f"proof file not found: {self.path}")
+        try:
+            self.h5 = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise ProofFormatError(f"{self.path} is not a readable HDF5 file ({_short(exc)})") from None
+        try:
+            self._load_header()
+        except ProofFormatError:
+            self.close()
+            raise
+        except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
+            self.close()
+            raise ProofFormatError(f"{self.path} is malformed: {_short(exc)}") from None
+        self._cache: tuple[int, dict[str, np.ndarray]] | None = None
+
+    # -- header -----------------------------------------------------------------------------
+    def _load_header(self) -> None:
+        f = self.h5
+        if f.attrs.get("format") != FORMAT_NAME:
+            raise ProofFormatError(f"{self.path} is not a proof-of-learning file (no format marker)")
+        version = f.attrs.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ProofFormatError(f"unsupported format version {version!r}; this build reads {FORMAT_VERSION}")
+        self.mode = str(f.attrs.get("mode", "full"))
+        self.codec = str(f.attrs.get("codec", "raw"))
+        if self.codec not in _codec.CODECS:
+            raise ProofFormatError(f"unknown codec {self.codec!r}")
+        self.legacy = bool(f.attrs.get("legacy", False))
+        self.plan_bytes = self.read_bytes("plan", limit=1 << 24)
+        self.plan = Plan.from_bytes(self.plan_bytes)
+        self.plan_digest = self.plan.digest()
+        self.signer_public_key = self.read_bytes("signer_public_key", exact=32)
+        self.plan_signature = self.read_bytes("signatures/plan", exact=64)
+        self.final_signature = self.read_bytes("signatures/final", exact=64) if "signatures/final" in f else None
+        chain = f["chain"]
+        self.chain_digests = self._uint8_rows(chain["digests"], "chain/digests")
+        self.state_digests = self._uint8_rows(chain["state_digests"], "chain/state_digests")
+        self.checkpoint_steps = np.asarray(chain["steps"][()], dtype=np.int64)
+        n = len(self.chain_digests)
+        if len(self.state_digests) != n or len(self.checkpoint_steps) != n:
+            raise ProofFormatError("chain datasets have different lengths")
+        self.num_checkpoints = n
+        ind = f["indices"]
+        if ind.ndim != 2 or ind.dtype.kind not in "iu" or ind.shape[1] != self.plan.batch_size:
+            raise ProofFormatError(f"indices must be an integer array of shape (steps, {self.plan.batch_size})")
+        self.num_recorded_steps = int(ind.shape[0])
+        self.stored_checkpoints = sorted(int(k) for k in f["checkpoints"].keys() if k.isdigit())
+        self.final: dict[str, Any] | None = None
+        if "final" in f:
+            a = f["final"].attrs
+            self.final = {
+                "chain_head": _hex_attr(a, "chain_head"),
+                "final_weights_digest": _hex_attr(a, "final_weights_digest"),
+                "num_checkpoints": int(a["num_checkpoints"]),
+                "num_steps": int(a["num_steps"]),
+                "finished_at": str(a.get("finished_at", "")),
+            }
+
+    def read_bytes(self, path: str, *, exact: int | None = None, limit: int = 1 << 20) -> bytes:
+        if path not in self.h5:
+            raise ProofFormatError(f"missing /{path}")
+        ds = self.h5[path]
+        if not hasattr(ds, "dtype") or ds.dtype != np.uint8 or ds.ndim != 1:
+            raise ProofFormatError(f"/{path} must be a 1-D uint8 byte string")
+        if exact is not None and ds.shape[0] != exact:
+            raise ProofFormatError(f"/{path} must hold {exact} bytes, found {ds.shape[0]}")
+        if ds.shape[0] > limit:
+            raise ProofFormatError(f"/{path} is larger than {limit} bytes")
+        return bytes(ds[()].tobytes())
+
+    @staticmethod
+    def _uint8_rows(ds: Any, name: str) -> list[bytes]:
+        if ds.dtype != np.uint8 or ds.ndim != 2 or ds.shape[1] != 32:
+            raise ProofFormatError(f"/{name} must be uint8 of shape (n, 32)")
+        arr = ds[()]
+        return [bytes(row.tobytes()) for row in arr]
+
+    # -- body -------------------------------------------------------------------------------
+    def indices(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = self.num_recorded_steps if stop is None else stop
+        if not 0 <= start <= stop <= self.num_recorded_steps:
+            raise ProofFormatError(f"steps {start}..{stop} are outside the {self.num_recorded_steps} recorded")
+        return np.asarray(self.h5["indices"][start:stop], dtype=np.int64)
+
+    def has_checkpoint(self, i: int) -> bool:
+        return i in self.stored_checkpoints
+
+    def checkpoint_state(self, i: int) -> dict[str, np.ndarray]:
+        """Decoded tensors of stored checkpoint ``i`` (streams deltas; caches the last one)."""
+        if i not in self.stored_checkpoints:
+            raise ProofFormatError(f"checkpoint {i} is not stored in this {self.mode} proof")
+        if self._cache is not None and self._cache[0] == i:
+            return self._cache[1]
+        try:
+            state = self._decode(i)
+        except ProofFormatError:
+            raise
+        except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
+            raise ProofFormatError(f"checkpoint {i} is malformed: {_short(exc)}") from None
+        self._cache = (i, state)
+        return state
+
+    def _decode(self, i: int) -> dict[str, np.ndarray]:
+        group = self.h5["checkpoints"][_ckpt_name(i)]
+        if self.codec == "raw" or bool(group.attrs.get("keyframe", True)):
+            previous = None
+        else:
+            pos = self.stored_checkpoints.index(i)
+            if pos == 0:
+                raise ProofFormatError(f"checkpoint {i} is a delta with no earlier checkpoint")
+            prev_i = self.stored_checkpoints[pos - 1]
+            if self._cache is not None and self._cache[0] == prev_i:
+                previous = self._cache[1]
+            else:
+                previous = self.checkpoint_state(prev_i)
+        state: dict[str, np.ndarray] = {}
+
+        def visit(name: str, obj: Any) -> None:
+            if hasattr(obj, "dtype"):
+                state[name] = self._read_tensor(name, obj, previous)
+
+        group.visititems(visit)
+        return state
+
+    def _read_tensor(self, name: str, ds: Any, previous: dict[str, np.ndarray] | None) -> np.ndarray:
+        if self.codec == "raw":
+            if ds.dtype.kind not in _NUMERIC_KINDS or ds.size > MAX_ELEMENTS:
+                raise ProofFormatError(f"tensor {name} has an unsupported dtype or size")
+            return np.asarray(ds[()])
+        try:
+            dtype = np.dtype(str(ds.attrs["dtype"]))
+            text = str(ds.attrs["shape"])
+            shape = tuple(int(s) for s in text.split(",")) if text else ()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProofFormatError(f"tensor {name} lacks valid dtype/shape attributes ({exc})") from None
+        if dtype.kind not in _NUMERIC_KINDS or any(s < 0 for s in shape) or int(np.prod(shape)) > MAX_ELEMENTS:
+            raise ProofFormatError(f"tensor {name} has an unsupported dtype or shape")
+        if ds.dtype != np.uint8 or ds.ndim != 1:
+            raise ProofFormatError(f"tensor {name} must be stored as a uint8 blob under codec xor-zstd")
+        base = None
+        if bool(ds.attrs.get("delta", False)):
+            base = _codec.delta_base(name, dtype, shape, previous)
+            if base is None:
+                raise ProofFormatError(f"tensor {name} is a delta but its base is missing or differs")
+        return _codec.decode_tensor(ds[()].tobytes(), dtype, shape, base)
+
+    def stored_bytes(self) -> int:
+        return self.path.stat().st_size
+
+    def close(self) -> None:
+        h5 = getattr(self, "h5", None)
+        if h5 is not None and h5.id.valid:
+            h5.close()
+
+    def __enter__(self) -> "ProofReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _hex_attr(attrs: Any, name: str) -> bytes:
+    try:
+        value = bytes.fromhex(str(attrs[name]))
+    except (KeyError, ValueError):
+        raise ProofFormatError(f"/final attribute {name} is missing or not hex") from None
+    if len(value) != 32:
+        raise ProofFormatError(f"/final attribute {name} must be 32 bytes")
+    return value
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

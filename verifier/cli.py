@@ -1,0 +1,48 @@
+"""``pol verify``: verify a proof, or published weights against a proof."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pol.cli._common import ProgressFactory, progress_enabled
+
+
+@click.command("verify")
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.option("--key", "key", default=None,
+              help="Trusted signer: a public key file or a 40-hex-digit fingerprint. Without it the "
+                   "proof is only self-asserted and the verdict cannot be 'verified'.")
+@click.option("--proof", default=None, type=click.Path(dir_okay=False),
+              help="Proof file, when TARGET is a weights file (.safetensors).")
+@click.option("--segments", type=int, default=None, help="Segments to replay (default: ~4%, at least 4).")
+@click.option("--seed", type=int, default=None, help="Verifier seed for segment choice (default: OS entropy).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--mode", type=click.Choice(["auto", "exact", "tolerance"]), default="auto", show_default=True,
+              help="auto: bitwise when the recorded environment matches, else calibrated tolerance.")
+@click.option("--max-distance", type=float, default=None, help="Tolerance mode: max relative distance.")
+@click.option("--min-progress", type=float, default=None, help="Tolerance mode: minimum-progress ratio.")
+@click.option("--data", "data_spec", default=None, help="module:callable giving the data (custom tasks).")
+@click.option("--model", "model_spec", default=None, help="module:callable building the model (custom tasks).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Parallel replay processes.")
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
+def verify_cmd(target: str, key: str | None, proof: str | None, segments: int | None, seed: int | None,
+               device: str, mode: str, max_distance: float | None, min_progress: float | None,
+               data_spec: str | None, model_spec: str | None, workers: int, json_output: bool) -> None:
+    """Verify a proof file (exit 0 verified, 1 rejected, 2 could not verify)."""
+    from verifier.api import VerifyOptions, verify
+    from verifier.tolerance import Tolerance
+
+    tol = Tolerance()
+    tol = Tolerance(max_distance if max_distance is not None else tol.max_distance,
+                    min_progress if min_progress is not None else tol.min_progress)
+    opts = VerifyOptions(segments=segments, seed=seed, device=device, mode=mode, data=data_spec,
+                         model=model_spec, tolerance=tol, workers=workers)
+    with ProgressFactory(progress_enabled(json_output)) as bars:
+        report = verify(proof or target, public_key=key, options=opts, progress=bars)
+    if json_output:
+        click.echo(report.to_json())
+    else:
+        report.render(sys.stderr)
+    sys.exit(report.exit_code)

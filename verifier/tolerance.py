@@ -1,0 +1,66 @@
+"""Comparing a replayed checkpoint with the recorded one: bitwise, or within calibrated tolerance.
+
+Tolerance mode compares model weights only (optimizer and RNG state may legitimately differ
+across stacks). With ``start`` the segment's first checkpoint, ``rec`` the recorded end and
+``rep`` the replayed end (all flattened floating-point model tensors):
+
+* distance  = ||rep - rec|| / ||rep - start||   (error relative to the honest update)
+* progress  = ||rec - start|| / ||rep - start||  (minimum-progress rule: a recorded update much
+  smaller than the replayed one is an infinitesimal-update forgery)
+
+The segment passes when distance <= ``max_distance`` and progress >= ``min_progress``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pol.hashing import state_digest
+from pol.state import State, model_weights
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_distance: float = 0.05
+    min_progress: float = 0.5
+
+
+@dataclass(frozen=True)
+class Comparison:
+    passed: bool
+    distance: float
+    progress: float
+    detail: str
+
+
+def _flat(weights: dict[str, np.ndarray]) -> np.ndarray:
+    parts = [np.asarray(weights[k], dtype=np.float64).ravel() for k in sorted(weights)
+             if np.asarray(weights[k]).dtype.kind == "f"]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def update_norms(start: State, recorded: State, replayed: State) -> tuple[float, float, float]:
+    """(||rep - rec||, ||rep - start||, ||rec - start||) over floating-point model weights."""
+    s, rec, rep = (_flat(model_weights(x)) for x in (start, recorded, replayed))
+    if not (s.shape == rec.shape == rep.shape):
+        return float("inf"), 1.0, 0.0
+    return float(np.linalg.norm(rep - rec)), float(np.linalg.norm(rep - s)), float(np.linalg.norm(rec - s))
+
+
+def compare_states(mode: str, start: State, recorded: State, replayed: State, recorded_digest: bytes,
+                   tol: Tolerance) -> Comparison:
+    err, honest, claimed = update_norms(start, recorded, replayed)
+    scale = max(honest, 1e-30)
+    distance, progress = err / scale, claimed / scale
+    if mode == "exact":
+        same = state_digest(replayed) == recorded_digest
+        detail = "" if same else f"not bitwise equal (relative distance {distance:.3g})"
+        return Comparison(same, 0.0 if same else distance, progress, detail)
+    problems = []
+    if not distance <= tol.max_distance:
+        problems.append(f"relative distance {distance:.3g} > {tol.max_distance}")
+    if not progress >= tol.min_progress:
+        problems.append(f"recorded update is {progress:.3g} of the replayed one (< {tol.min_progress})")
+    return Comparison(not problems, distance, progress, "; ".join(problems))
