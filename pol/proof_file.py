@@ -104,6 +104,9 @@ class ProofWriter:
         self._previous = state
         self._stored += 1
 
+    def set_attr(self, name: str, value: Any) -> None:
+        self._f.attrs[name] = value
+
     def flush(self) -> None:
         self._f.flush()
 

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pol import chain, schedule
+from pol import schedule
+from pol.assemble import FINAL_DOMAIN, PLAN_DOMAIN, finish, open_writer
 from pol.datacommit import SAMPLE_DIGEST, data_root
 from pol.envinfo import environment_fingerprint
 from pol.errors import PlanError
 from pol.hashing import derive_seed
-from pol.keys import load_signing_key, sign
+from pol.keys import load_signing_key
 from pol.plan import Plan, utc_now
 from pol.proof_file import ProofWriter
 from pol.sampler import BatchSchedule
@@ -38,8 +39,7 @@ from pol.tasks import get_task, seeded_model
 from pol.training import OPTIMIZERS
 from pol.writer import BackgroundChainWriter
 
-PLAN_DOMAIN = b"pol-plan-sig-v1"
-FINAL_DOMAIN = b"pol-final-sig-v1"
+__all__ = ["Recorder", "RecordedLoader", "PLAN_DOMAIN", "FINAL_DOMAIN"]
 
 
 def _jsonable_hparams(defaults: dict[str, Any]) -> dict[str, Any]:
@@ -166,15 +166,9 @@ class Recorder:
             created_at=utc_now(),
             extra={"codec": self.codec, "compact_anchor_every": self.compact_anchor_every},
         )
-        plan_bytes = self.plan.to_bytes()
-        anchor = self.compact_anchor_every
-        last = self.plan.num_checkpoints - 1
-        self._proof = ProofWriter(
-            self.path, plan_bytes=plan_bytes, plan_signature=sign(self._signing_key, PLAN_DOMAIN, plan_bytes),
-            public_key=bytes(self._signing_key.verify_key), batch_size=batch_size, codec=self.codec,
-            keyframe_every=self.keyframe_every, mode="compact" if anchor else "full", overwrite=self.overwrite)
-        stored: Callable[[int], bool] = (lambda i: True) if not anchor else (lambda i: i % anchor == 0 or i == last)
-        self._writer = BackgroundChainWriter(self._proof, self.plan.digest(), stored)
+        self._proof, self._writer = open_writer(
+            self.path, self.plan, self._signing_key, codec=self.codec, keyframe_every=self.keyframe_every,
+            anchor_every=self.compact_anchor_every, overwrite=self.overwrite)
         self._model, self._optimizer, self._names = model, optimizer, names
         self._set_lr(schedule.lr_at(lr_spec, 0))
         model.train()
@@ -227,17 +221,10 @@ class Recorder:
             return
         self._closed = True
         try:
-            self._writer.shutdown()
             if self.step < self.plan.num_steps:
                 warnings.warn(f"recorded {self.step} of {self.plan.num_steps} planned steps; "
                               "the proof will not verify", stacklevel=2)
-            head = self._writer.head
-            assert head is not None
-            fwd = self._writer.last_weights_digest()
-            message = chain.final_message(self.plan.digest(), head, fwd, self._writer.count, self.step)
-            self._proof.finish(final_signature=sign(self._signing_key, FINAL_DOMAIN, message), chain_head=head,
-                               final_weights_digest=fwd, num_checkpoints=self._writer.count,
-                               num_steps=self.step, finished_at=utc_now())
+            finish(self._proof, self._writer, self.plan, self._signing_key, self.step)
         finally:
             self._proof.close()
 

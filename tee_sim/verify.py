@@ -282,10 +282,10 @@ class AttestationVerifier:
             "quote names the certified attestation key" if ok
             else "quote was signed by an attestation key the platform did not certify",
             Reason.ATTESTATION_KEY_NOT_CERTIFIED)
-        ok = verify_signature(ak_cert.attestation_public_key, quote.signed_bytes(), quote.signature)
+        ok = verify_signature(quote.attestation_public_key, quote.signed_bytes(), quote.signature)
         add("quote_signature", ok, "valid" if ok else "invalid",
-            "header and report body signed by the certified attestation key" if ok
-            else "quote signature does not verify under the certified attestation key (edited or forged)",
+            "header and report body signed by the attestation key in the quote" if ok
+            else "quote signature does not verify (quote edited or forged)",
             Reason.QUOTE_SIGNATURE_INVALID)
         # 4. TCB
         mismatches = [

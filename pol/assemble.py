@@ -1,0 +1,75 @@
+"""Build a signed proof from explicit checkpoint states.
+
+The recorder produces proofs from a live training loop; this module produces the same file
+from states already in hand. Uses: converting a full proof into a compact one, importing a
+legacy proof, and (in tests and ``scripts/attacks``) forging proofs the way an attacker who
+holds its own key would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from nacl.signing import SigningKey
+
+from pol import chain
+from pol.keys import sign
+from pol.plan import Plan, utc_now
+from pol.proof_file import ProofReader, ProofWriter
+from pol.state import State
+from pol.writer import BackgroundChainWriter
+
+PLAN_DOMAIN = b"pol-plan-sig-v1"
+FINAL_DOMAIN = b"pol-final-sig-v1"
+
+
+def open_writer(path: str | os.PathLike[str], plan: Plan, key: SigningKey, *, codec: str = "xor-zstd",
+                keyframe_every: int = 10, anchor_every: int | None = None, overwrite: bool = False,
+                attrs: dict[str, Any] | None = None) -> tuple[ProofWriter, BackgroundChainWriter]:
+    """Create the file, sign the plan, and return the writer with its chain builder."""
+    plan_bytes = plan.to_bytes()
+    writer = ProofWriter(path, plan_bytes=plan_bytes, plan_signature=sign(key, PLAN_DOMAIN, plan_bytes),
+                         public_key=bytes(key.verify_key), batch_size=plan.batch_size, codec=codec,
+                         keyframe_every=keyframe_every, mode="compact" if anchor_every else "full",
+                         overwrite=overwrite)
+    for name, value in (attrs or {}).items():
+        writer.set_attr(name, value)
+    last = plan.num_checkpoints - 1
+    stored = (lambda i: True) if not anchor_every else (lambda i: i % anchor_every == 0 or i == last)
+    return writer, BackgroundChainWriter(writer, plan.digest(), stored)
+
+
+def finish(writer: ProofWriter, chain_writer: BackgroundChainWriter, plan: Plan, key: SigningKey,
+           num_steps: int) -> None:
+    """Drain the chain builder and sign (plan digest, chain head, final weights digest)."""
+    chain_writer.shutdown()
+    head = chain_writer.head
+    if head is None:
+        raise RuntimeError("no checkpoint was written")
+    fwd = chain_writer.last_weights_digest()
+    message = chain.final_message(plan.digest(), head, fwd, chain_writer.count, num_steps)
+    writer.finish(final_signature=sign(key, FINAL_DOMAIN, message), chain_head=head, final_weights_digest=fwd,
+                  num_checkpoints=chain_writer.count, num_steps=num_steps, finished_at=utc_now())
+
+
+def assemble_proof(path: str | os.PathLike[str], plan: Plan, states: Iterable[State], indices: np.ndarray,
+                   key: SigningKey, **writer_options: Any) -> None:
+    """Write a complete, signed proof: ``states[i]`` is checkpoint ``i`` (at ``plan.checkpoint_step(i)``)."""
+    writer, chain_writer = open_writer(path, plan, key, **writer_options)
+    try:
+        previous = 0
+        for i, state in enumerate(states):
+            step = plan.checkpoint_step(i)
+            chain_writer.submit(i, step, state, np.asarray(indices[previous:step], dtype=np.int64))
+            previous = step
+        finish(writer, chain_writer, plan, key, previous)
+    finally:
+        writer.close()
+
+
+def read_states(reader: ProofReader) -> list[State]:
+    """All stored checkpoint states of a full proof, in order (copies)."""
+    return [{k: v.copy() for k, v in reader.checkpoint_state(i).items()} for i in reader.stored_checkpoints]
