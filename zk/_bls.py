@@ -278,7 +278,7 @@ def accumulate_buckets(
         inside = nxt < n
         is_pair[inside] = keys[nxt[inside]] == keys[evens[inside]]
         pa = evens[is_pair].tolist()
-        # Entries that are None (infinity) never pair below: filter them first.
+        # Pairs with an infinity or equal x (doubling / cancelling) take the slow path below.
         dens = []
         special = []
         for k, a in enumerate(pa):
@@ -292,7 +292,10 @@ def accumulate_buckets(
         invs = batch_inverse(dens) if dens else []
         sums_x: list[int | None] = [None] * len(pa)
         sums_y: list[int] = [0] * len(pa)
+        skip = set(special)
         for k, a in enumerate(pa):
+            if skip and k in skip:
+                continue
             x1 = xs[a]
             x2 = xs[a + 1]
             y1 = ys[a]

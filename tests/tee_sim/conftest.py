@@ -1,70 +1,9 @@
-"""Shared fixtures for the tee_sim tests: one honest world a test can then break."""
+"""Fixtures for the tee_sim tests: one honest world a test can then break."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
-
-from tee_sim import (
-    AttestationPolicy,
-    AttestationVerifier,
-    Collateral,
-    Enclave,
-    NonceRegistry,
-    SimulatedPlatform,
-    SimulatedVendor,
-    issue_collateral,
-)
-
-T0 = 1_700_000_000
-
-
-class FakeClock:
-    """A settable clock for nonce TTLs and collateral expiry."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def segment_v1(data: bytes, config: Mapping[str, Any]) -> bytes:
-    """A stand-in training segment."""
-    return bytes(b ^ int(config.get("key", 0)) for b in data)
-
-
-def segment_v2(data: bytes, config: Mapping[str, Any]) -> bytes:
-    """A different version of the code (different source => different mr_enclave)."""
-    return bytes((b + int(config.get("key", 0))) % 256 for b in data)
-
-
-@dataclass
-class World:
-    vendor: SimulatedVendor
-    platform: SimulatedPlatform
-    enclave: Enclave
-    collateral: Collateral
-    nonces: NonceRegistry
-    policy: AttestationPolicy
-    clock: FakeClock
-
-    def verifier(self, **changes: Any) -> AttestationVerifier:
-        kwargs: dict[str, Any] = {
-            "root_public_key": self.vendor.public_key,
-            "collateral": self.collateral,
-            "policy": self.policy,
-            "nonces": self.nonces,
-            "clock": self.clock,
-        }
-        kwargs.update(changes)
-        return AttestationVerifier(**kwargs)
+from tee_helpers import FakeClock, World, make_world
 
 
 @pytest.fixture
@@ -74,10 +13,4 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def world(clock: FakeClock) -> World:
-    vendor = SimulatedVendor.generate()
-    platform = SimulatedPlatform.create(vendor, now=T0 - 3600)
-    enclave = platform.launch(segment_v1, config={"key": 7}, isv_svn=2)
-    collateral = issue_collateral(vendor, platforms=[platform], issue_date=T0 - 60, next_update=T0 + 86_400)
-    nonces = NonceRegistry(ttl_seconds=300, clock=clock)
-    policy = AttestationPolicy(allowed_mr_enclave=frozenset({enclave.mr_enclave}), min_isv_svn=2)
-    return World(vendor, platform, enclave, collateral, nonces, policy, clock)
+    return make_world(clock)

@@ -7,7 +7,7 @@ import dataclasses
 import nacl.public
 import nacl.signing
 import pytest
-from conftest import T0, World, segment_v1, segment_v2
+from tee_helpers import T0, World, segment_v1, segment_v2
 
 from tee_sim import (
     AttestationPolicy,

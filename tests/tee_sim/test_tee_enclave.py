@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import World, segment_v1, segment_v2
+from tee_helpers import World, segment_v1, segment_v2
 
 from tee_sim import DEV_SIGNER_MR_SIGNER, measure, mr_signer_of
 from tee_sim.errors import EnclaveError

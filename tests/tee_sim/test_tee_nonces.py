@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FakeClock
+from tee_helpers import FakeClock
 
 from tee_sim import NonceRegistry, NonceStatus
 from tee_sim.errors import NonceFormatError

@@ -6,7 +6,7 @@ import json
 import struct
 
 import pytest
-from conftest import World
+from tee_helpers import World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

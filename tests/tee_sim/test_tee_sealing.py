@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nacl.signing
 import pytest
-from conftest import T0, World, segment_v1, segment_v2
+from tee_helpers import T0, World, segment_v1, segment_v2
 
 from tee_sim import SealingError, SealPolicy, SimulatedPlatform
 from tee_sim.sealing import SealedHeader, derive_seal_key, hkdf_sha256

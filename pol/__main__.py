@@ -1,0 +1,3 @@
+from pol.cli import main
+
+main()

@@ -1,0 +1,111 @@
+"""Recorder behaviour: what it commits, what misuse it refuses, what a crash leaves behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import pol
+from pol.errors import PlanError
+from pol.hashing import state_digest
+from pol.proof_file import ProofReader
+from pol.sampler import BatchSchedule
+from pol.schedule import lr_at
+
+
+def _loader(batch_size: int = 32) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(pol.load_data("digits-mlp").train, batch_size=batch_size)
+
+
+def _sgd(p):  # noqa: ANN001
+    return torch.optim.SGD(p, lr=0.05, momentum=0.9)
+
+
+def test_recorded_proof_commits_plan_indices_and_chain(honest_proof: Path) -> None:
+    with ProofReader(honest_proof) as r:
+        plan = r.plan
+        assert plan.num_steps == 40 and plan.every == 10 and r.num_checkpoints == 5
+        assert plan.data["num_samples"] == 1500 and len(plan.data["merkle_root"]) == 64
+        assert plan.environment["torch"] == torch.__version__
+        assert np.array_equal(r.indices(), BatchSchedule(plan.seed, 1500, 32).block(0, 40))
+        for i in r.stored_checkpoints:
+            state = r.checkpoint_state(i)
+            assert state_digest(state) == r.state_digests[i]
+            assert float(state["optim/lr"]) == lr_at(plan.lr_schedule, max(0, int(state["meta/step"]) - 1))
+        assert any(k.endswith("momentum_buffer") for k in r.checkpoint_state(1))
+        assert r.final is not None and r.final["num_steps"] == 40
+
+
+def test_model_not_from_seed_is_refused(tmp_path: Path, keys: dict) -> None:
+    rec = pol.Recorder(tmp_path / "p.pol.h5", key=keys["key"], every=5, seed=0, task="digits-mlp", steps=10)
+    model = pol.seeded_model("digits-mlp", {}, seed=1)  # wrong seed
+    with pytest.raises(PlanError, match="initial weights"):
+        rec.attach(model=model, optimizer=_sgd(model.parameters()), data_loader=_loader())
+
+
+def test_model_built_from_the_seed_is_accepted(tmp_path: Path, keys: dict) -> None:
+    model = pol.seeded_model("digits-mlp", {}, seed=5)
+    with pol.Recorder(tmp_path / "p.pol.h5", key=keys["key"], every=5, seed=5, task="digits-mlp", steps=5) as rec:
+        m, opt, loader = rec.attach(model=model, optimizer=_sgd(model.parameters()), data_loader=_loader())
+        for x, y in loader:
+            opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()  # noqa: E702
+            if rec.step == 5:
+                break
+    with ProofReader(tmp_path / "p.pol.h5") as r:
+        assert r.final is not None and r.num_checkpoints == 2
+
+
+def test_lr_scheduler_outside_the_plan_is_refused(tmp_path: Path, keys: dict) -> None:
+    with pytest.raises(PlanError, match="learning rate was changed"):
+        with pol.Recorder(tmp_path / "p.pol.h5", key=keys["key"], every=5, seed=0, task="digits-mlp", steps=20) as rec:
+            m, opt, loader = rec.attach(optimizer=_sgd, data_loader=_loader())
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+            for x, y in loader:
+                opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()  # noqa: E702
+                sched.step()
+
+
+def test_gradient_accumulation_is_refused(tmp_path: Path, keys: dict) -> None:
+    with pytest.raises(PlanError, match="one optimizer step per batch"):
+        with pol.Recorder(tmp_path / "p.pol.h5", key=keys["key"], every=5, seed=0, task="digits-mlp", steps=20) as rec:
+            m, opt, loader = rec.attach(optimizer=_sgd, data_loader=_loader())
+            for i, (x, y) in enumerate(loader):
+                torch.nn.functional.cross_entropy(m(x), y).backward()
+                if i % 2 == 1:
+                    opt.step(); opt.zero_grad()  # noqa: E702
+
+
+def test_optimizer_outside_allow_list_is_refused(tmp_path: Path, keys: dict) -> None:
+    class MySGD(torch.optim.SGD):
+        pass
+
+    with pytest.raises(PlanError, match="not supported"):
+        pol.Recorder(tmp_path / "p.pol.h5", key=keys["key"], every=5, seed=0, task="digits-mlp",
+                     steps=5).attach(optimizer=lambda p: MySGD(p, lr=0.1), data_loader=_loader())
+
+
+def test_process_killed_between_checkpoints_leaves_readable_file(tmp_path: Path, keys: dict) -> None:
+    proof = tmp_path / "crash.pol.h5"
+    script = textwrap.dedent(f"""
+        import os, torch, pol
+        rec = pol.Recorder({str(proof)!r}, key={str(keys['key'])!r}, every=5, seed=0, task="digits-mlp", steps=40)
+        m, opt, loader = rec.attach(optimizer=lambda p: torch.optim.SGD(p, lr=0.05), data_loader=torch.utils.data.DataLoader(pol.load_data("digits-mlp").train, batch_size=32))
+        for x, y in loader:
+            opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()
+            if rec.step == 17:
+                rec._writer.drain()
+                os._exit(9)   # no cleanup, no close
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 9, res.stderr
+    with ProofReader(proof) as r:
+        assert r.final is None and r.final_signature is None
+        assert r.num_checkpoints == 4  # steps 0, 5, 10, 15
+        assert r.num_recorded_steps == 15
+        assert all(state_digest(r.checkpoint_state(i)) == r.state_digests[i] for i in r.stored_checkpoints)

@@ -1,0 +1,191 @@
+"""``pol zk``: commit to checkpoints, prove ownership, open chunks, verify.
+
+Exit codes: 0 every check passed, 1 a check failed, 2 the input could not be judged.
+Heavy imports (numpy, h5py, the curve backends) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+_BACKENDS = click.Choice(["auto", "pyecc", "arkworks"])
+
+
+def _backend(name: str | None) -> Any:
+    from zk.backend import get_backend
+
+    return get_backend(None if name in (None, "auto") else name)
+
+
+def _challenge(text: str) -> bytes:
+    from zk.errors import ZkFormatError
+
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ZkFormatError("--challenge must be hex") from None
+    if not 16 <= len(raw) <= 1024:
+        raise ZkFormatError("--challenge must be 16..1024 bytes (32 random bytes recommended)")
+    return raw
+
+
+@click.group(name="zk")
+def group() -> None:
+    """Zero-knowledge commitments to checkpoints (Pedersen over BLS12-381).
+
+    \b
+    pol zk commit run.pol.h5 --key trainer.key          # adds a signed /zk section
+    pol zk prove-ownership run.pol.h5 --secrets run.zk-secrets.h5 --checkpoint 3 \\
+        --challenge <hex from the verifier> --out own.zkp
+    pol zk verify run.pol.h5 --ownership own.zkp --challenge <hex> --key trainer.pub
+    """
+
+
+@group.command("commit")
+@click.argument("proof", type=click.Path(dir_okay=False))
+@click.option("--key", required=True, type=click.Path(dir_okay=False), help="Trainer's secret key (pol keygen).")
+@click.option("--secrets-out", type=click.Path(dir_okay=False), default=None,
+              help="Where the blindings go (default: <proof>.zk-secrets.h5). Keep it private.")
+@click.option("--chunk-size", default=4096, show_default=True, help="Values per chunk (= generators).")
+@click.option("--scale-bits", default=12, show_default=True, help="Fixed-point scale 2^-N.")
+@click.option("--bits", default=16, show_default=True, help="Signed bit width of a committed value.")
+@click.option("--no-deltas", is_flag=True, help="Skip the delta commitments and linear-relation proofs.")
+@click.option("--backend", type=_BACKENDS, default=None, help="Curve backend (default: $POL_ZK_BACKEND or auto).")
+@click.option("--force", is_flag=True, help="Replace an existing /zk section and secrets file.")
+@click.option("--json", "json_output", is_flag=True, help="Print a JSON summary on stdout.")
+def commit(proof: str, key: str, secrets_out: str | None, chunk_size: int, scale_bits: int, bits: int,
+           no_deltas: bool, backend: str | None, force: bool, json_output: bool) -> None:
+    """Commit to every stored checkpoint's model weights and sign the /zk section."""
+    import json
+    import time
+
+    from pol.keys import load_signing_key
+    from zk.errors import ZkFormatError
+    from zk.link import build_section, write_secrets, write_section
+    from zk.pedersen import Params
+
+    try:
+        params = Params(chunk_size, scale_bits, bits)
+    except ValueError as exc:
+        raise ZkFormatError(str(exc)) from None
+    sk = load_signing_key(key)
+    out = Path(secrets_out) if secrets_out else Path(proof).with_name(Path(proof).name.removesuffix(".h5")
+                                                                     .removesuffix(".pol") + ".zk-secrets.h5")
+    if out.exists() and not force:
+        raise ZkFormatError(f"{out} exists; refusing to overwrite secrets (use --force)")
+    be = _backend(backend)
+    started = time.perf_counter()
+    from zk.link import _open_reader
+
+    with _open_reader(proof) as reader:
+        section, secrets_ = build_section(reader, sk, params=params, backend=be, deltas=not no_deltas)
+    write_secrets(out, secrets_, overwrite=force)
+    write_section(proof, section, overwrite=force)
+    elapsed = time.perf_counter() - started
+    summary = {
+        "schema_version": 1,
+        "proof": proof,
+        "secrets": str(out),
+        "checkpoints": section.checkpoints,
+        "values_per_checkpoint": section.length,
+        "chunks_per_checkpoint": len(section.commitments[0].chunks),
+        "clipped": section.clipped,
+        "linear_proofs": len(section.linear_proofs),
+        "backend": be.name,
+        "seconds": round(elapsed, 3),
+    }
+    if json_output:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"committed {len(section.checkpoints)} checkpoints x {section.length} values "
+                   f"({summary['chunks_per_checkpoint']} chunks) with {be.name} in {elapsed:.2f}s")
+        click.echo(f"secrets (keep private): {out}", err=True)
+
+
+@group.command("prove-ownership")
+@click.argument("proof", type=click.Path(dir_okay=False))
+@click.option("--secrets", "secrets_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--checkpoint", required=True, type=int)
+@click.option("--challenge", required=True, help="Hex challenge chosen by the verifier (fresh, random).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--backend", type=_BACKENDS, default=None)
+def prove_ownership_cmd(proof: str, secrets_path: str, checkpoint: int, challenge: str, out: str,
+                        backend: str | None) -> None:
+    """Prove knowledge of checkpoint N's committed weights, bound to a verifier challenge."""
+    from zk.link import prove_ownership, read_secrets
+
+    ch = _challenge(challenge)
+    own = prove_ownership(proof, read_secrets(secrets_path), checkpoint, ch, backend=_backend(backend))
+    data = own.to_bytes()
+    Path(out).write_bytes(data)
+    click.echo(f"wrote {out} ({len(data)} bytes) for checkpoint {checkpoint}")
+
+
+@group.command("open")
+@click.argument("proof", type=click.Path(dir_okay=False))
+@click.option("--secrets", "secrets_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--checkpoint", required=True, type=int)
+@click.option("--chunk", "chunks", required=True, multiple=True, type=int, help="Chunk index (repeatable).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+def open_cmd(proof: str, secrets_path: str, checkpoint: int, chunks: tuple[int, ...], out: str) -> None:
+    """Reveal the chunks a verifier sampled (values, blinding, Merkle path) as JSON."""
+    import json
+
+    from zk.link import open_chunks, read_secrets
+
+    doc = open_chunks(proof, read_secrets(secrets_path), checkpoint, list(chunks))
+    Path(out).write_text(json.dumps(doc))
+    click.echo(f"wrote {out}: {len(chunks)} chunk(s) of checkpoint {checkpoint}")
+
+
+@group.command("verify")
+@click.argument("proof", type=click.Path(dir_okay=False))
+@click.option("--ownership", type=click.Path(dir_okay=False), default=None, help="Ownership proof (.zkp).")
+@click.option("--challenge", default=None, help="The hex challenge you gave the prover (with --ownership).")
+@click.option("--opening", type=click.Path(dir_okay=False), default=None, help="Chunk openings (pol zk open).")
+@click.option("--key", default=None, help="Trusted public key file or fingerprint.")
+@click.option("--backend", type=_BACKENDS, default=None)
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
+def verify_cmd(proof: str, ownership: str | None, challenge: str | None, opening: str | None, key: str | None,
+               backend: str | None, json_output: bool) -> None:
+    """Verify the /zk section (and optionally an ownership proof or chunk openings)."""
+    import json
+
+    from zk.errors import ZkFormatError
+    from zk.link import verify_zk_section
+
+    own = None
+    if ownership is not None:
+        if challenge is None:
+            raise ZkFormatError("--ownership needs --challenge (the challenge you gave the prover)")
+        try:
+            own = (Path(ownership).read_bytes(), _challenge(challenge))
+        except OSError as exc:
+            raise ZkFormatError(f"cannot read {ownership}: {exc}") from None
+    elif challenge is not None:
+        raise ZkFormatError("--challenge is only meaningful with --ownership")
+    doc = None
+    if opening is not None:
+        try:
+            doc = json.loads(Path(opening).read_text())
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise ZkFormatError(f"cannot read openings {opening}: {exc}") from None
+    trusted = None
+    if key is not None:
+        from pol.keys import resolve_trusted_key
+
+        trusted = resolve_trusted_key(key)
+    checks = verify_zk_section(proof, trusted, backend=_backend(backend), ownership=own, openings=doc)
+    ok = all(c["passed"] for c in checks)
+    if json_output:
+        click.echo(json.dumps({"schema_version": 1, "verdict": "verified" if ok else "rejected", "checks": checks},
+                              indent=2))
+    else:
+        for c in checks:
+            click.echo(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']:<22} {c['figure']:<24} {c['detail']}")
+        click.echo("verified" if ok else "rejected")
+    if not ok:
+        raise click.exceptions.Exit(1)
