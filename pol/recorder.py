@@ -228,6 +228,20 @@ class Recorder:
         finally:
             self._proof.close()
 
+    def publish(self, model: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Write ``model``'s final weights as safetensors naming this proof (see :mod:`pol.publish`).
+
+        Finishes the proof first if every planned step was taken; the weights must be the
+        signed final weights.
+        """
+        from pol.publish import publish_model
+
+        if not self._closed:
+            if self.plan is None or self.step < self.plan.num_steps:
+                raise PlanError("publish() needs a finished recording: take every planned step first")
+            self.close()
+        return publish_model(model, path, self.path)
+
     def __enter__(self) -> "Recorder":
         return self
 

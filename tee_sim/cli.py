@@ -271,7 +271,12 @@ def attest_cmd(
     fn, default = _demo(function)
     enclave = platform.launch(fn, config=_parse_config(config, default), isv_svn=isv_svn,
                               isv_prod_id=isv_prod_id, debug=debug)
-    output, quote = enclave.run(Path(input_file).read_bytes(), nonce=nonce)
+    try:
+        output, quote = enclave.run(Path(input_file).read_bytes(), nonce=nonce)
+    except (ValueError, UnicodeDecodeError) as exc:
+        from tee_sim.errors import TeeInputError
+
+        raise TeeInputError(f"{function} could not process {input_file}: {exc}") from None
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "output.bin").write_bytes(output)

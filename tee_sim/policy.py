@@ -21,6 +21,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,14 @@ class UnsafePolicyWarning(UserWarning):
 
 @dataclass(frozen=True)
 class AttestationPolicy:
-    """What the verifier accepts. Defaults are strict: UpToDate only, no debug."""
+    """What the verifier accepts. Defaults are strict: UpToDate only, no debug.
 
-    allowed_mr_enclave: frozenset[bytes] = field(default_factory=frozenset)
-    allowed_mr_signer: frozenset[bytes] = field(default_factory=frozenset)
-    allowed_tcb_statuses: frozenset[TcbStatus] = frozenset({TcbStatus.UP_TO_DATE})
+    Sets may be given as any set; they are stored as frozensets.
+    """
+
+    allowed_mr_enclave: AbstractSet[bytes] = field(default_factory=frozenset)
+    allowed_mr_signer: AbstractSet[bytes] = field(default_factory=frozenset)
+    allowed_tcb_statuses: AbstractSet[TcbStatus] = frozenset({TcbStatus.UP_TO_DATE})
     min_isv_svn: int = 0
     isv_prod_id: int | None = None
     allow_debug: bool = False

@@ -221,8 +221,9 @@ class AttestationVerifier:
         digest = _output_digest(output) if output is not None else bytes(output_digest or b"")
         if len(digest) != 32:
             raise TeeInputError(f"output_digest must be 32 bytes (SHA-256), found {len(digest)}")
-        if not isinstance(quote, Quote):
-            quote = Quote.from_bytes(quote)
+        # Always judge the canonical bytes: a Quote object is re-read from its serialisation so
+        # that what is checked is exactly what was signed.
+        quote = Quote.from_bytes(quote.to_bytes() if isinstance(quote, Quote) else quote)
         now = self._clock()
         policy = self.policy
         body, header = quote.body, quote.header

@@ -14,6 +14,7 @@ from pol.keys import TrustedKey, resolve_trusted_key
 from pol.proof_file import ProofReader
 from pol.tasks import TASKS, TaskData, load_data
 from verifier import checks
+from verifier.progress import HeldOut, SegmentProgress, progress_check, segment_progress
 from verifier.replay import Replayer, pick_device
 from verifier.report import Check, Report
 from verifier.sampling import choose_segments, default_segment_count, detection_probability
@@ -30,6 +31,8 @@ class VerifyOptions:
     model: str | None = None             # "module:callable" the user names for a custom model
     tolerance: Tolerance = Tolerance()
     workers: int = 1
+    threads: int | None = None           # force a CPU thread count (None: the recorded one)
+    progress_check: bool = True
 
 
 def resolve_spec(plan_spec: str | None, user_spec: str | None, what: str) -> str:
@@ -43,11 +46,13 @@ def resolve_spec(plan_spec: str | None, user_spec: str | None, what: str) -> str
         f"--{what} module:callable (a verifier never imports code named inside a proof)")
 
 
-def choose_mode(reader: ProofReader, device: str, requested: str) -> tuple[str, list[str]]:
+def choose_mode(reader: ProofReader, device: str, requested: str, threads: int | None = None) -> tuple[str, list[str]]:
     import torch
 
     recorded = reader.plan.environment
-    if device == "cpu" and recorded.get("device_type") == "cpu" and isinstance(recorded.get("threads"), int):
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    elif device == "cpu" and recorded.get("device_type") == "cpu" and isinstance(recorded.get("threads"), int):
         torch.set_num_threads(max(1, int(recorded["threads"])))  # same thread count makes bitwise replay possible
     mismatches = exact_mismatches(recorded, environment_fingerprint(device, recorded.get("dtype", "float32")))
     if requested == "auto":
@@ -105,7 +110,7 @@ def _as_args(check: Check) -> tuple[str, bool | None, str, str]:
 def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_spec: str,
                     opts: VerifyOptions, progress: Callable[[str, int], Any] | None) -> None:
     device = _auto_device(reader, opts.device)
-    mode, mismatches = choose_mode(reader, device, opts.mode)
+    mode, mismatches = choose_mode(reader, device, opts.mode, opts.threads)
     n_segments = reader.num_checkpoints - 1
     count = opts.segments if opts.segments is not None else default_segment_count(n_segments)
     chosen, seed = choose_segments(n_segments, count, opts.seed)
@@ -124,6 +129,9 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_s
     advance = progress("replay", len(chosen)) if progress else None
     failures: list[str] = []
     figures: list[float] = []
+    segment_figures: list[dict[str, float]] = []
+    progress_figures: list[SegmentProgress] = []
+    heldout = HeldOut(data.heldout, reader.plan.batch_size) if opts.progress_check and data.heldout is not None else None
     for j in chosen:
         start, stop = int(steps[j]), int(steps[j + 1])
         if not (reader.has_checkpoint(j) and reader.has_checkpoint(j + 1)):
@@ -134,14 +142,24 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_s
         recorded = reader.checkpoint_state(j + 1)
         result = compare_states(mode, start_state, recorded, replayed, reader.state_digests[j + 1], opts.tolerance)
         figures.append(result.distance)
+        segment_figures.append({"segment": j, "distance": result.distance, "progress": result.progress})
         if not result.passed:
             failures.append(f"segment {j} (steps {start}-{stop}): {result.detail}")
+        if heldout is not None:
+            progress_figures.append(segment_progress(replayer, heldout, j, start_state, recorded,
+                                                     reader.indices(start, stop)))
         if advance:
             advance(1)
     worst = max(figures) if figures else math.nan
     figure = ("bitwise equal" if mode == "exact" and not failures else
               f"max relative distance {worst:.3g}")
     report.info["replayed_segments"] = chosen
+    report.info["segment_figures"] = segment_figures
     report.add("replay", not failures, f"{len(chosen) - len(failures)}/{len(chosen)} segments reproduce; {figure}",
                "; ".join(failures[:4]))
+    if heldout is not None:
+        report.checks.append(progress_check(progress_figures))
+        report.info["progress"] = [p.as_dict() for p in progress_figures]
+    else:
+        report.info["progress"] = "not run: no held-out data for this task"
 

@@ -26,10 +26,17 @@ from pol.cli._common import ProgressFactory, progress_enabled
 @click.option("--data", "data_spec", default=None, help="module:callable giving the data (custom tasks).")
 @click.option("--model", "model_spec", default=None, help="module:callable building the model (custom tasks).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Parallel replay processes.")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for replay (default: the recorded count, which allows bitwise replay).")
+@click.option("--allow-cast", type=click.Choice(["bf16", "fp16"]), default=None,
+              help="Weights file: accept the proof's float weights cast to this dtype (named in the report).")
+@click.option("--allow-pickle", is_flag=True,
+              help="Weights file: read .pt/.pth/.bin with torch.load(weights_only=True) instead of refusing.")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
 def verify_cmd(target: str, key: str | None, proof: str | None, segments: int | None, seed: int | None,
                device: str, mode: str, max_distance: float | None, min_progress: float | None,
-               data_spec: str | None, model_spec: str | None, workers: int, json_output: bool) -> None:
+               data_spec: str | None, model_spec: str | None, workers: int, threads: int | None,
+               allow_cast: str | None, allow_pickle: bool, json_output: bool) -> None:
     """Verify a proof file (exit 0 verified, 1 rejected, 2 could not verify)."""
     from verifier.api import VerifyOptions, verify
     from verifier.tolerance import Tolerance
@@ -38,9 +45,17 @@ def verify_cmd(target: str, key: str | None, proof: str | None, segments: int | 
     tol = Tolerance(max_distance if max_distance is not None else tol.max_distance,
                     min_progress if min_progress is not None else tol.min_progress)
     opts = VerifyOptions(segments=segments, seed=seed, device=device, mode=mode, data=data_spec,
-                         model=model_spec, tolerance=tol, workers=workers)
+                         model=model_spec, tolerance=tol, workers=workers, threads=threads)
+    from pol.weights_io import is_weights_path
+
     with ProgressFactory(progress_enabled(json_output)) as bars:
-        report = verify(proof or target, public_key=key, options=opts, progress=bars)
+        if is_weights_path(target):
+            from verifier.published import verify_published
+
+            report = verify_published(target, proof, public_key=key, options=opts, allow_cast=allow_cast,
+                                      allow_pickle=allow_pickle, progress=bars)
+        else:
+            report = verify(proof or target, public_key=key, options=opts, progress=bars)
     if json_output:
         click.echo(report.to_json())
     else:

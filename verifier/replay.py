@@ -85,16 +85,15 @@ class Replayer:
             standard_step(self.model, self.optimizer, self.loss_fn, x, y)
         return capture(self.model, self.optimizer, start_step + len(indices), self.names)
 
-    def mean_loss(self, state: State, indices: np.ndarray) -> float:
-        """Mean loss of a model state over batches (no update); for the progress check."""
+    def mean_loss(self, state: State, indices: np.ndarray, source: BatchSource | None = None) -> float:
+        """Mean loss of a model state over batches (eval mode, no update); for the progress check."""
         torch = self._torch
+        source = source or self.batches
         restore(self.model, self.optimizer, state, self.names, self.device)
         self.model.eval()
-        total, count = 0.0, 0
         with torch.no_grad():
-            for batch_indices in indices:
-                x, y = self.batches.batch(batch_indices)
-                total += float(self.loss_fn(self.model(x), y, reduction="sum"))
-                count += len(batch_indices)
+            x, y = source.batch(np.asarray(indices).reshape(-1))  # one large forward pass
+            total = float(self.loss_fn(self.model(x), y, reduction="sum"))
+            count = int(np.asarray(indices).size)
         self.model.train()
         return total / max(count, 1)

@@ -23,7 +23,7 @@ from pol.state import State, model_weights
 
 @dataclass(frozen=True)
 class Tolerance:
-    max_distance: float = 0.05
+    max_distance: float = 0.25  # ~5x the worst honest 1-vs-2-thread noise measured (ResNet-20, k=10: 0.047)
     min_progress: float = 0.5
 
 

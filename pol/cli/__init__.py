@@ -23,6 +23,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pol.cli.train:train", "Train a built-in task while recording a proof."),
     "inspect": ("pol.cli.inspect:inspect_cmd", "Summarise a proof file."),
     "verify": ("verifier.cli:verify_cmd", "Verify a proof (or published weights against one)."),
+    "export": ("pol.cli.publish:export_cmd", "Write a proof's final weights as safetensors naming the proof."),
+    "digest": ("pol.cli.publish:digest_cmd", "Print the per-tensor manifest digest of a weights file."),
+    "ownership": ("pol.cli.publish:ownership_cmd", "Decide which claimed proofs explain published weights."),
+    "card": ("pol.cli.publish:card_cmd", "Print a model-card snippet naming a proof."),
     "zk": ("zk.cli:group", "Zero-knowledge commitments to checkpoints."),
     "tee": ("tee_sim.cli:group", "Simulated TEE attestation."),
 }

@@ -164,3 +164,21 @@ def test_tee_cli_human_output_names_failed_check(state: Path) -> None:
                            "--state", str(state), "--nonce", nonce)
     assert code == 1
     assert "REJECTED" in out and "FAIL report_data" in out and "reasons: report_data_mismatch" in out
+
+
+def test_tee_cli_attest_bad_input_exits_2(state: Path) -> None:
+    bad = state.parent / "bad.csv"
+    bad.write_bytes(b"not,a,pair\n")
+    nonce = CliRunner().invoke(group, ["nonce", "--state", str(state)]).output.strip()
+    code, _, err = _invoke("attest", str(bad), "--function", "linear-fit", "--nonce", nonce,
+                           "--out", str(state.parent / "ev"), "--state", str(state))
+    assert code == 2 and "linear-fit could not process" in err
+    code, _, err = _invoke("attest", str(bad), "--nonce", "00" * 8, "--out", str(state.parent / "ev"),
+                           "--state", str(state))
+    assert code == 2 and "128 bits" in err
+
+
+def test_tee_cli_attest_without_init_exits_2(tmp_path: Path) -> None:
+    code, _, err = _invoke("attest", __file__, "--nonce", "00" * 32, "--out", str(tmp_path / "ev"),
+                           "--state", str(tmp_path / "nothing"))
+    assert code == 2 and "pol tee init" in err

@@ -9,12 +9,7 @@ from pathlib import Path
 import pytest
 
 from zk import Committer, Params, get_backend
-from zk.backend import available_backends
-
-SMALL = 64  # values per chunk in unit tests: keeps the pure-Python backend fast
-
-BACKENDS = available_backends()
-needs_arkworks = pytest.mark.skipif("arkworks" not in BACKENDS, reason="py-arkworks-bls12381 not installed")
+from zk_testutil import BACKENDS, SMALL
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,6 +12,7 @@ from py_ecc.bls.point_compression import compress_G1
 
 from zk import _bls
 from zk._backend_pyecc import from_pyecc, to_pyecc
+from zk_testutil import non_subgroup_point, off_curve_x
 
 G = _bls.G1_GEN
 
@@ -75,27 +76,6 @@ def test_identity_encoding() -> None:
     assert _bls.decompress(enc) is None
     with pytest.raises(ValueError, match="infinity"):
         _bls.decompress(b"\xc0" + bytes(46) + b"\x01")
-
-
-def off_curve_x() -> bytes:
-    """Compressed bytes whose x has no y on the curve."""
-    for x in range(1, 1000):
-        rhs = (x**3 + 4) % _bls.P
-        if pow(rhs, (_bls.P - 1) // 2, _bls.P) != 1:
-            raw = bytearray(x.to_bytes(48, "big"))
-            raw[0] |= 0x80
-            return bytes(raw)
-    raise AssertionError("unreachable")
-
-
-def non_subgroup_point() -> tuple[bytes, tuple[int, int]]:
-    """A point on y^2 = x^3 + 4 that is not in the order-r subgroup."""
-    for x in range(1, 1000):
-        rhs = (x**3 + 4) % _bls.P
-        y = pow(rhs, (_bls.P + 1) // 4, _bls.P)
-        if y * y % _bls.P == rhs and not _bls.in_subgroup((x, y)):
-            return _bls.compress((x, y)), (x, y)
-    raise AssertionError("unreachable")
 
 
 def test_decompress_rejects_off_curve_and_outside_subgroup() -> None:

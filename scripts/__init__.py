@@ -1,0 +1,1 @@
+"""Runnable scripts: benchmarks, attack generators, demos (not imported by the packages)."""

@@ -1,0 +1,186 @@
+#!/usr/bin/env python
+"""Benchmark the zk package: commitments, linear-relation proofs, generator loading.
+
+    python scripts/bench_zk.py --json            # full run (first run derives 1M generators: ~4 min)
+    python scripts/bench_zk.py --json --quick    # under 3 minutes; extrapolated figures say so
+
+Prints one JSON document on stdout (progress on stderr). Figures:
+
+* ``commit_1m_ref_s`` / ``commit_1m_fast_s``: Pedersen commitment to 1M uniformly random
+  16-bit signed values (the worst case for digit-skipping; real weights are faster), 4096 per
+  chunk, generators loaded and prepared beforehand (preparation reported separately).
+* ``linear_ref_ms`` / ``linear_fast_ms``: prove + verify ``C(W') = C(W) + C(Δ)`` for one chunk.
+* ``load_1m_generators_s``: read 1M cached generators (+H) into backend points, with the
+  body digest and spot checks (fast backend; ``..._ref_s`` for the reference backend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from zk import Committer, Context, GeneratorSet, Params, get_backend  # noqa: E402
+from zk.backend import available_backends  # noqa: E402
+from zk.generators import DEFAULT_DST, cache_path, write_cache_file  # noqa: E402
+from zk.sigma import prove_linear, prove_opening, verify_linear, verify_opening  # noqa: E402
+
+ONE_M = 1 << 20
+
+
+def log(msg: str) -> None:
+    print(f"[bench_zk] {msg}", file=sys.stderr, flush=True)
+
+
+def timed(fn: Any, *args: Any, **kw: Any) -> tuple[float, Any]:
+    t = time.perf_counter()
+    out = fn(*args, **kw)
+    return time.perf_counter() - t, out
+
+
+def bench_commit(backend_name: str, n_values: int) -> dict[str, float]:
+    be = get_backend(backend_name)
+    c = Committer(Params(), be)
+    t_load, gens = timed(lambda: c.generators)
+    t_prep, _ = timed(lambda: gens.prepared)
+    vals = np.random.default_rng(0).integers(-(2**15), 2**15, n_values)
+    t_commit, (com, _) = timed(c.commit_values, vals)
+    return {"load_4096_s": t_load, "prepare_s": t_prep, "commit_s": t_commit, "chunks": len(com.chunks)}
+
+
+def bench_linear(backend_name: str, reps: int) -> dict[str, float]:
+    be = get_backend(backend_name)
+    c = Committer(Params(), be)
+    c.generators.prepared
+    rng = np.random.default_rng(1)
+    w = rng.integers(-(2**15), 2**15, 4096)
+    d = rng.integers(-200, 200, 4096)
+    old, new, dc = c.commit_values(w), c.commit_values(w + d), c.commit_values(d)
+    run = b"\x01" * 32
+    prove_t, verify_t = [], []
+    for _ in range(reps):
+        t, proof = timed(prove_linear, c, run, 0, 1, old, new, dc)
+        prove_t.append(t)
+        t, _ = timed(verify_linear, c, run, 0, 1, old[0], new[0], dc[0], proof)
+        verify_t.append(t)
+    return {"prove_ms": 1e3 * float(np.median(prove_t)), "verify_ms": 1e3 * float(np.median(verify_t))}
+
+
+def bench_ownership(backend_name: str, n_values: int) -> dict[str, float]:
+    be = get_backend(backend_name)
+    c = Committer(Params(), be)
+    vals = np.random.default_rng(2).integers(-(2**15), 2**15, n_values)
+    com, bl = c.commit_values(vals)
+    ctx = Context(b"\x02" * 32, 1)
+    tp, proof = timed(prove_opening, c, ctx, com, vals, bl, challenge=b"bench")
+    tv, _ = timed(verify_opening, c, ctx, com, proof, challenge=b"bench")
+    return {"prove_s": tp, "verify_s": tv, "proof_bytes": len(proof.to_bytes())}
+
+
+def ensure_generators(size: int) -> float | None:
+    """Derive and cache ``size`` generators with the fastest backend; return seconds or None if cached."""
+    if cache_path(size).exists():
+        return None
+    be = get_backend()
+    log(f"deriving {size} generators with {be.name} (one-time, cached)")
+    t, gs = timed(GeneratorSet.derive, size, DEFAULT_DST, be)
+    write_cache_file(gs, cache_path(size))
+    return t
+
+
+def bench_load(size: int) -> dict[str, float]:
+    out = {}
+    for name in available_backends():
+        be = get_backend(name)
+        t, gs = timed(GeneratorSet.load, size, DEFAULT_DST, be, None, write_cache=False)
+        assert len(gs.g) == size
+        out[name] = t
+        del gs
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true", help="print the JSON document (always printed; kept for CI)")
+    ap.add_argument("--quick", action="store_true", help="finish under 3 minutes; extrapolate where stated")
+    args = ap.parse_args()
+    fast = "arkworks" in available_backends()
+    doc: dict[str, Any] = {
+        "schema_version": 1,
+        "quick": args.quick,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "backends": available_backends(),
+        "params": {"chunk_size": 4096, "bits": 16, "scale_bits": 12, "values": "uniform random 16-bit signed"},
+        "extrapolated": {},
+    }
+
+    # generators for chunk size 4096 (shared by every commitment figure)
+    ensure_generators(4096)
+
+    ref_n = (1 << 17) if args.quick else ONE_M
+    log(f"reference commit of {ref_n} values")
+    ref = bench_commit("pyecc", ref_n)
+    doc["commit_1m_ref_s"] = round(ref["commit_s"] * ONE_M / ref_n, 3)
+    doc["ref_prepare_s"] = round(ref["prepare_s"], 3)
+    if ref_n != ONE_M:
+        doc["extrapolated"]["commit_1m_ref_s"] = f"measured on {ref_n} values, scaled x{ONE_M // ref_n} (linear)"
+    if fast:
+        log("fast commit of 1M values")
+        fr = bench_commit("arkworks", ONE_M)
+        doc["commit_1m_fast_s"] = round(fr["commit_s"], 3)
+        doc["fast_prepare_s"] = round(fr["prepare_s"], 3)
+    else:
+        doc["commit_1m_fast_s"] = None
+
+    log("linear-relation proofs")
+    lr = bench_linear("pyecc", 5 if args.quick else 20)
+    doc["linear_ref_ms"] = round(lr["prove_ms"] + lr["verify_ms"], 3)
+    doc["linear_ref_detail_ms"] = {k: round(v, 3) for k, v in lr.items()}
+    if fast:
+        lf = bench_linear("arkworks", 50 if args.quick else 200)
+        doc["linear_fast_ms"] = round(lf["prove_ms"] + lf["verify_ms"], 3)
+        doc["linear_fast_detail_ms"] = {k: round(v, 3) for k, v in lf.items()}
+    else:
+        doc["linear_fast_ms"] = None
+
+    log("ownership proof (knowledge of opening, batched over chunks)")
+    own_n = (1 << 16) if args.quick else ONE_M
+    if fast:
+        doc["ownership_fast"] = {**bench_ownership("arkworks", ONE_M), "values": ONE_M}
+    doc["ownership_ref"] = {**bench_ownership("pyecc", own_n), "values": own_n}
+
+    load_n = ONE_M
+    if args.quick and not cache_path(ONE_M).exists():
+        load_n = 1 << 17
+        doc["extrapolated"]["load_1m_generators_s"] = (
+            f"no 1M cache yet: measured loading {load_n} generators, scaled x{ONE_M // load_n} (linear)"
+        )
+    gen_t = ensure_generators(load_n)
+    if gen_t is not None:
+        doc["derive_generators_s"] = {"count": load_n, "seconds": round(gen_t, 2), "backend": get_backend().name}
+    log(f"loading {load_n} cached generators")
+    loads = bench_load(load_n)
+    scale = ONE_M / load_n
+    doc["load_1m_generators_s"] = round(loads[get_backend().name] * scale, 3)
+    doc["load_1m_generators_ref_s"] = round(loads["pyecc"] * scale, 3)
+    doc["goals"] = {
+        "commit_1m_ref_s": 12,
+        "commit_1m_fast_s": 3,
+        "linear_ref_ms": 25,
+        "linear_fast_ms": 1,
+        "load_1m_generators_s": 1,
+    }
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,294 @@
+"""`pol zk ...` end to end on a real recorded proof, and every way the /zk section can fail."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from cli_runner import run_json, run_pol
+from helpers_train import train_recorded
+
+from zk.link import read_secrets, read_section, verify_zk_section, write_section
+from zk_testutil import needs_arkworks, non_subgroup_point
+
+CHUNK = 256
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Path]) -> Path:
+    d = tmp_path_factory.mktemp("zk-run")
+    train_recorded(d / "run.pol.h5", keys["key"], steps=12, every=4, seed=0)
+    train_recorded(d / "other.pol.h5", keys["key"], steps=12, every=4, seed=1)
+    return d
+
+
+def _run(args: list) -> tuple[int, str, str]:
+    """Run ``pol`` in-process without capsys (module-scoped fixtures cannot use it)."""
+    import contextlib
+    import io
+
+    from pol.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def committed(run_dir: Path, keys: dict[str, Path]) -> Path:
+    for name in ("run", "other"):
+        code, out, err = _run(
+            ["zk", "commit", run_dir / f"{name}.pol.h5", "--key", keys["key"], "--chunk-size", CHUNK, "--json"]
+        )
+        assert code == 0, err
+        assert json.loads(out)["linear_proofs"] == 3
+    return run_dir / "run.pol.h5"
+
+
+@pytest.fixture()
+def copy(tmp_path: Path, committed: Path) -> Path:
+    dst = tmp_path / "copy.pol.h5"
+    shutil.copy(committed, dst)
+    return dst
+
+
+def failed(doc: dict) -> set[str]:
+    return {c["name"] for c in doc["checks"] if not c["passed"]}
+
+
+def test_honest_section_verifies(committed: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = run_json(["zk", "verify", committed, "--key", keys["pub"]], capsys)
+    assert code == 0 and doc["verdict"] == "verified" and doc["schema_version"] == 1
+    names = {c["name"] for c in doc["checks"]}
+    assert {"zk.bound_to_run", "zk.signature", "zk.merkle_roots", "zk.points", "zk.linear_relations"} <= names
+    assert all(set(c) == {"name", "passed", "figure", "detail"} for c in doc["checks"])
+
+
+def test_reference_backend_verifies_the_same_file(committed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = run_json(["zk", "verify", committed, "--backend", "pyecc"], capsys)
+    assert code == 0, doc
+
+
+def test_section_layout_and_secrets_stay_out_of_the_proof(committed: Path) -> None:
+    section = read_section(committed)
+    assert section.params.chunk_size == CHUNK and section.params.bits == 16 and section.params.scale_bits == 12
+    assert all(name.startswith("model/") for name in section.layout.names)
+    secrets_path = committed.with_name("run.zk-secrets.h5")
+    assert secrets_path.stat().st_mode & 0o077 == 0
+    sec = read_secrets(secrets_path)
+    blob = committed.read_bytes()
+    assert sec.checkpoints == section.checkpoints
+    assert all(b.to_bytes(32, "big") not in blob for row in sec.blindings for b in row[:3])
+
+
+def test_wrong_trusted_key_fails(committed: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = run_json(["zk", "verify", committed, "--key", keys["other_pub"]], capsys)
+    assert code == 1 and failed(doc) == {"zk.signature"}
+
+
+def test_edited_commitment_breaks_signature_and_roots(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with h5py.File(copy, "a") as f:
+        arr = f["zk/commitments"][()]
+        arr[1, 0] = f["zk/commitments"][2, 0]  # a valid point, but not this checkpoint's
+        f["zk/commitments"][...] = arr
+    code, doc = run_json(["zk", "verify", copy], capsys)
+    assert code == 1
+    assert {"zk.signature", "zk.merkle_roots"} <= failed(doc)
+
+
+def _resign(path: Path, key: Path, mutate) -> None:
+    from pol.keys import load_signing_key, sign
+
+    from zk.link import SIGN_DOMAIN
+
+    section = read_section(path)
+    mutate(section)
+    section.signature = sign(load_signing_key(key), SIGN_DOMAIN, section.digest())
+    write_section(path, section, overwrite=True)
+
+
+def test_point_outside_subgroup_fails_even_when_signed(
+    copy: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    def mutate(s) -> None:
+        com = s.commitments[0]
+        s.commitments[0] = dataclasses.replace(com, chunks=(non_subgroup_point()[0], *com.chunks[1:]))
+
+    _resign(copy, keys["key"], mutate)
+    code, doc = run_json(["zk", "verify", copy], capsys)
+    assert code == 1 and "zk.points" in failed(doc)
+
+
+def test_forged_linear_proof_fails_even_when_signed(
+    copy: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zk.sigma import LinearProof
+
+    def mutate(s) -> None:
+        s.linear_proofs[1] = LinearProof(s.linear_proofs[1].t, (s.linear_proofs[1].z + 1) % (2**252))
+
+    _resign(copy, keys["key"], mutate)
+    code, doc = run_json(["zk", "verify", copy], capsys)
+    assert code == 1 and failed(doc) == {"zk.linear_relations"}
+
+
+def test_section_moved_to_another_run_fails(committed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "other.pol.h5"
+    shutil.copy(committed.with_name("other.pol.h5"), target)
+    with h5py.File(target, "a") as dst, h5py.File(committed, "r") as src:
+        del dst["zk"]
+        src.copy("zk", dst)
+    code, doc = run_json(["zk", "verify", target], capsys)
+    assert code == 1 and "zk.bound_to_run" in failed(doc)
+
+
+def test_ownership_proof_round_trip_and_forgeries(
+    committed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ch = secrets.token_hex(32)
+    own = tmp_path / "own.zkp"
+    sec = committed.with_name("run.zk-secrets.h5")
+    code, _, err = run_pol(
+        ["zk", "prove-ownership", committed, "--secrets", sec, "--checkpoint", 2, "--challenge", ch, "--out", own],
+        capsys,
+    )
+    assert code == 0, err
+    code, doc = run_json(["zk", "verify", committed, "--ownership", own, "--challenge", ch], capsys)
+    assert code == 0 and "zk.ownership" not in failed(doc)
+    # replay against a different challenge
+    code, doc = run_json(["zk", "verify", committed, "--ownership", own, "--challenge", secrets.token_hex(32)], capsys)
+    assert code == 1 and failed(doc) == {"zk.ownership"}
+    # a flipped response byte
+    data = bytearray(own.read_bytes())
+    data[-5] ^= 0x01
+    bad = tmp_path / "bad.zkp"
+    bad.write_bytes(bytes(data))
+    code, doc = run_json(["zk", "verify", committed, "--ownership", bad, "--challenge", ch], capsys)
+    assert code == 1 and failed(doc) == {"zk.ownership"}
+    # the same proof presented for the other run
+    other = committed.with_name("other.pol.h5")
+    code, doc = run_json(["zk", "verify", other, "--ownership", own, "--challenge", ch], capsys)
+    assert code == 1 and "zk.ownership" in failed(doc)
+    # truncated: malformed input, exit 2
+    bad.write_bytes(own.read_bytes()[:100])
+    code, _, err = run_pol(["zk", "verify", committed, "--ownership", bad, "--challenge", ch], capsys)
+    assert code == 2 and "error" in err
+
+
+def test_ownership_with_secrets_of_another_run_is_refused(
+    committed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other_secrets = committed.with_name("other.zk-secrets.h5")
+    code, _, err = run_pol(
+        ["zk", "prove-ownership", committed, "--secrets", other_secrets, "--checkpoint", 1,
+         "--challenge", secrets.token_hex(32), "--out", tmp_path / "x.zkp"],
+        capsys,
+    )
+    assert code == 2 and "another run" in err
+
+
+def test_chunk_openings(committed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sec = committed.with_name("run.zk-secrets.h5")
+    op = tmp_path / "open.json"
+    code, _, err = run_pol(
+        ["zk", "open", committed, "--secrets", sec, "--checkpoint", 1, "--chunk", 0, "--chunk", 18, "--out", op], capsys
+    )
+    assert code == 0, err
+    code, doc = run_json(["zk", "verify", committed, "--opening", op], capsys)
+    assert code == 0 and "zk.openings" not in failed(doc)
+    # the opened values are the checkpoint's quantised weights
+    from pol.proof_file import ProofReader
+
+    with ProofReader(committed) as r:
+        state = r.checkpoint_state(1)
+    first = sorted(k for k in state if k.startswith("model/"))[0]
+    opened = json.loads(op.read_text())["chunks"][0]["values"]
+    expect = np.rint(np.asarray(state[first], dtype=np.float64).ravel()[:5] * 4096).astype(int).tolist()
+    assert opened[:5] == expect
+    doc_json = json.loads(op.read_text())
+    doc_json["chunks"][1]["values"][3] += 1
+    op.write_text(json.dumps(doc_json))
+    code, doc = run_json(["zk", "verify", committed, "--opening", op], capsys)
+    assert code == 1 and failed(doc) == {"zk.openings"}
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    ["no_zk", "bad_shape", "bad_version", "bad_layout", "bad_hex"],
+)
+def test_malformed_section_exits_2(copy: Path, breakage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with h5py.File(copy, "a") as f:
+        g = f["zk"]
+        if breakage == "no_zk":
+            del f["zk"]
+        elif breakage == "bad_shape":
+            data = g["roots"][()]
+            del g["roots"]
+            g.create_dataset("roots", data=data[:, :31])
+        elif breakage == "bad_version":
+            g.attrs["schema_version"] = 99
+        elif breakage == "bad_layout":
+            g.attrs["layout"] = "{not json"
+        elif breakage == "bad_hex":
+            g.attrs["signature"] = "zz"
+    code, out, err = run_pol(["zk", "verify", copy, "--json"], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+
+
+def test_bad_cli_input_exits_2(committed: Path, keys: dict[str, Path], tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run_pol(["zk", "verify", committed, "--ownership", tmp_path / "nope.zkp", "--challenge", "00" * 32],
+                         capsys)
+    assert code == 2
+    code, _, _ = run_pol(["zk", "verify", committed, "--ownership", committed, "--challenge", "xyz"], capsys)
+    assert code == 2
+    target = tmp_path / "c.pol.h5"
+    shutil.copy(committed, target)
+    code, _, err = run_pol(["zk", "commit", target, "--key", keys["other_key"], "--secrets-out", tmp_path / "s.h5",
+                            "--force"], capsys)
+    assert code == 2 and "signer" in err
+    code, _, err = run_pol(["zk", "commit", target, "--key", keys["key"], "--secrets-out", tmp_path / "s.h5"], capsys)
+    assert code == 2 and "already has a /zk" in err
+
+
+def test_verify_zk_section_api(committed: Path, keys: dict[str, Path]) -> None:
+    from pol.keys import load_verify_key
+
+    checks = verify_zk_section(str(committed), load_verify_key(keys["pub"]))
+    assert checks and all(c["passed"] for c in checks)
+    assert all(isinstance(c["figure"], str) and isinstance(c["detail"], str) for c in checks)
+    bad = verify_zk_section(str(committed), load_verify_key(keys["other_pub"]))
+    assert [c["name"] for c in bad if not c["passed"]] == ["zk.signature"]
+
+
+@needs_arkworks
+def test_commit_is_backend_independent(run_dir: Path, keys: dict[str, Path], tmp_path: Path) -> None:
+    from pol.keys import load_signing_key
+    from pol.proof_file import ProofReader
+
+    from zk import Params, get_backend
+    from zk.link import build_section
+
+    sk = load_signing_key(keys["key"])
+    with ProofReader(run_dir / "run.pol.h5") as r:
+        fast, fs = build_section(r, sk, params=Params(chunk_size=CHUNK), backend=get_backend("arkworks"), deltas=False)
+    with ProofReader(run_dir / "run.pol.h5") as r:
+        # the same blindings through the reference backend give the same bytes
+        from zk import Committer
+        from zk.link import _model_tensors
+
+        c = Committer(Params(chunk_size=CHUNK), get_backend("pyecc"))
+        _, com, _, _, _ = c.commit_tensors(_model_tensors(r.checkpoint_state(fast.checkpoints[1])), fs.blindings[1])
+    assert com.chunks == fast.commitments[1].chunks

@@ -1,0 +1,91 @@
+"""The progress check: the model learned what it claims to have seen.
+
+For each replayed segment j (start state S, recorded end E, the segment's own batches O and
+an equal-sized sample of held-out data H)::
+
+    own_drop  = loss(S, O) - loss(E, O)
+    held_drop = loss(S, H) - loss(E, H)
+
+Honest training lowers the loss on the batches it trained on by more than on data it never
+saw. Interpolated or adversarially crafted checkpoints move the weights without regard to the
+committed batches, so their own-batch drop is no larger than the held-out drop. Single
+segments are noisy, so the check aggregates over the replayed segments: it passes when the
+summed ``own_drop - held_drop`` is positive. Losses are computed in eval mode, without updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from pol.state import State
+from verifier.replay import Replayer
+from verifier.report import Check
+
+
+class HeldOut:
+    """A fixed held-out sample, batched like the training batches."""
+
+    def __init__(self, dataset: Any, batch_size: int):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.n = len(dataset)
+
+    def batches(self, count: int, salt: int) -> np.ndarray:
+        rng = np.random.default_rng(salt)
+        size = min(self.n, count * self.batch_size)
+        picked = rng.choice(self.n, size=size, replace=False)
+        usable = (size // self.batch_size) * self.batch_size or size
+        return picked[:usable].reshape(-1, min(self.batch_size, usable))
+
+
+@dataclass(frozen=True)
+class SegmentProgress:
+    segment: int
+    own_drop: float
+    held_drop: float
+
+    @property
+    def margin(self) -> float:
+        return self.own_drop - self.held_drop
+
+    def as_dict(self) -> dict[str, float]:
+        return {**asdict(self), "margin": self.margin}
+
+
+def segment_progress(replayer: Replayer, heldout: HeldOut, segment: int, start: State, end: State,
+                     own: np.ndarray) -> SegmentProgress:
+    held = heldout.batches(len(own), salt=segment)
+    held_replayer = _HeldOutView(replayer, heldout.dataset)
+    own_before, own_after = replayer.mean_loss(start, own), replayer.mean_loss(end, own)
+    held_before, held_after = held_replayer.mean_loss(start, held), held_replayer.mean_loss(end, held)
+    return SegmentProgress(segment, own_before - own_after, held_before - held_after)
+
+
+class _HeldOutView:
+    """The replayer's model evaluated on the held-out set instead of the training set."""
+
+    def __init__(self, replayer: Replayer, dataset: Any):
+        from verifier.replay import BatchSource
+
+        self._replayer = replayer
+        self._source = BatchSource(dataset, replayer.device)
+
+    def mean_loss(self, state: State, indices: np.ndarray) -> float:
+        return self._replayer.mean_loss(state, indices, source=self._source)
+
+
+def progress_check(figures: list[SegmentProgress]) -> Check:
+    if not figures:
+        return Check("progress", None, "no segments", "no replayed segment to measure")
+    own = sum(f.own_drop for f in figures)
+    held = sum(f.held_drop for f in figures)
+    margin = own - held
+    figure = f"own-batch loss drop {own:+.4g} vs held-out {held:+.4g} over {len(figures)} segment(s)"
+    if margin > 0:
+        return Check("progress", True, figure, "the model improved more on the batches it claims to have trained on")
+    return Check("progress", False, figure,
+                 "the recorded updates did not improve the committed batches more than unseen data "
+                 "(checkpoints not produced by training on the claimed batches)")
