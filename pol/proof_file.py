@@ -221,6 +221,10 @@ class ProofReader:
             raise ProofFormatError(f"steps {start}..{stop} are outside the {self.num_recorded_steps} recorded")
         return np.asarray(self.h5["indices"][start:stop], dtype=np.int64)
 
+    def has_embedded_response(self) -> bool:
+        """True when a non-interactive challenge response is embedded (see verifier.challenge)."""
+        return "responses" in self.h5
+
     def has_checkpoint(self, i: int) -> bool:
         return i in self.stored_checkpoints
 

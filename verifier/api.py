@@ -14,11 +14,12 @@ from pol.keys import TrustedKey, resolve_trusted_key
 from pol.proof_file import ProofReader
 from pol.tasks import TASKS, TaskData, load_data
 from verifier import checks
-from verifier.progress import HeldOut, SegmentProgress, progress_check, segment_progress
-from verifier.replay import Replayer, pick_device
+from verifier.progress import progress_check
+from verifier.replay import pick_device
+from verifier.segments import JudgeConfig, judge_segments
 from verifier.report import Check, Report
 from verifier.sampling import choose_segments, default_segment_count, detection_probability
-from verifier.tolerance import Tolerance, compare_states
+from verifier.tolerance import Tolerance
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def _auto_device(reader: ProofReader, requested: str) -> str:
 
 def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None = None,
            options: VerifyOptions | None = None, progress: Callable[[str, int], Any] | None = None,
-           **kwargs: Any) -> Report:
+           response: str | None = None, **kwargs: Any) -> Report:
     """Verify a proof file. Raises :class:`pol.errors.InputError` when it cannot be judged.
 
     ``progress(label, total)`` may return a callable ``advance(n)`` used to report progress.
@@ -99,7 +100,7 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
         data = load_data(data_spec, reader.plan.data.get("kwargs") or {})
         report.add(*_as_args(checks.data_check(reader, data.train)))
         report.add(*_as_args(checks.init_check(reader, model_spec)))
-        replay_segments(reader, report, data, model_spec, opts, progress)
+        replay_segments(reader, report, data, model_spec, data_spec, opts, progress, response)
         return report
 
 
@@ -107,17 +108,20 @@ def _as_args(check: Check) -> tuple[str, bool | None, str, str]:
     return check.name, check.passed, check.figure, check.detail
 
 
-def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_spec: str,
-                    opts: VerifyOptions, progress: Callable[[str, int], Any] | None) -> None:
+def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_spec: str, data_spec: str,
+                    opts: VerifyOptions, progress: Callable[[str, int], Any] | None, response: str | None = None) -> None:
+    import time
+
+    import torch
+
     device = _auto_device(reader, opts.device)
     mode, mismatches = choose_mode(reader, device, opts.mode, opts.threads)
     n_segments = reader.num_checkpoints - 1
     count = opts.segments if opts.segments is not None else default_segment_count(n_segments)
-    chosen, seed = choose_segments(n_segments, count, opts.seed)
-    steps = reader.checkpoint_steps
+    chosen, seed, how = select_segments(reader, n_segments, count, opts.seed, response, opts.segments is not None)
     report.info.update({
-        "mode": mode, "device": device, "verifier_seed": seed, "segments_total": n_segments,
-        "segments_replayed": len(chosen),
+        "mode": mode, "device": device, "threads": torch.get_num_threads(), "verifier_seed": seed,
+        "segment_selection": how, "segments_total": n_segments, "segments_replayed": len(chosen),
         "detection_probability": {"f=0.1": round(detection_probability(n_segments, len(chosen), 0.1), 4),
                                   "f=0.5": round(detection_probability(n_segments, len(chosen), 0.5), 4)},
         "environment_mismatches": mismatches,
@@ -125,41 +129,45 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_s
     if not chosen:
         report.add("replay", False, "no segments", "the proof has no segment to replay")
         return
-    replayer = Replayer(reader.plan, data.train, device, model_spec)
+    config = JudgeConfig(str(reader.path), model_spec, data_spec, device, mode, opts.tolerance,
+                         opts.progress_check, torch.get_num_threads(), response)
+    cores = os.cpu_count() or 1
+    if opts.workers > 1 and opts.workers * torch.get_num_threads() > cores:
+        report.info["warning"] = (f"{opts.workers} workers x {torch.get_num_threads()} threads exceed {cores} cores; "
+                                  "replay will be slower than with fewer workers (use --threads 1 or fewer workers)")
+    t0 = time.perf_counter()
     advance = progress("replay", len(chosen)) if progress else None
-    failures: list[str] = []
-    figures: list[float] = []
-    segment_figures: list[dict[str, float]] = []
-    progress_figures: list[SegmentProgress] = []
-    heldout = HeldOut(data.heldout, reader.plan.batch_size) if opts.progress_check and data.heldout is not None else None
-    for j in chosen:
-        start, stop = int(steps[j]), int(steps[j + 1])
-        if not (reader.has_checkpoint(j) and reader.has_checkpoint(j + 1)):
-            failures.append(f"segment {j}: checkpoint not stored (compact proof: use a challenge response)")
-            continue
-        start_state = reader.checkpoint_state(j)
-        replayed = replayer.run(start_state, start, reader.indices(start, stop))
-        recorded = reader.checkpoint_state(j + 1)
-        result = compare_states(mode, start_state, recorded, replayed, reader.state_digests[j + 1], opts.tolerance)
-        figures.append(result.distance)
-        segment_figures.append({"segment": j, "distance": result.distance, "progress": result.progress})
-        if not result.passed:
-            failures.append(f"segment {j} (steps {start}-{stop}): {result.detail}")
-        if heldout is not None:
-            progress_figures.append(segment_progress(replayer, heldout, j, start_state, recorded,
-                                                     reader.indices(start, stop)))
-        if advance:
-            advance(1)
-    worst = max(figures) if figures else math.nan
-    figure = ("bitwise equal" if mode == "exact" and not failures else
-              f"max relative distance {worst:.3g}")
+    outcomes = judge_segments(config, chosen, opts.workers, advance, data)
+    report.info["replay_seconds"] = round(time.perf_counter() - t0, 3)
+    report.info["replayed_steps"] = sum(o.replayed_steps for o in outcomes)
     report.info["replayed_segments"] = chosen
-    report.info["segment_figures"] = segment_figures
+    report.info["segment_figures"] = [
+        {"segment": o.segment, "distance": o.distance, "progress": o.progress_ratio, "start": o.start_source,
+         "seconds": round(o.seconds, 3)} for o in outcomes]
+    failures = [f"segment {o.segment} (steps {o.start_step}-{o.stop_step}): {o.detail}" for o in outcomes if not o.passed]
+    worst = max((o.distance for o in outcomes), default=math.nan)
+    figure = ("bitwise equal" if mode == "exact" and not failures else f"max relative distance {worst:.3g}")
     report.add("replay", not failures, f"{len(chosen) - len(failures)}/{len(chosen)} segments reproduce; {figure}",
                "; ".join(failures[:4]))
-    if heldout is not None:
-        report.checks.append(progress_check(progress_figures))
-        report.info["progress"] = [p.as_dict() for p in progress_figures]
+    figures = [o.progress for o in outcomes if o.progress is not None]
+    if opts.progress_check and data.heldout is not None:
+        report.checks.append(progress_check(figures))
+        report.info["progress"] = [p.as_dict() for p in figures]
     else:
         report.info["progress"] = "not run: no held-out data for this task"
 
+
+def select_segments(reader: ProofReader, n: int, count: int, seed: int | None, response: str | None,
+                    explicit: bool = False) -> tuple[list[int], int | None, str]:
+    """The challenge a response answers; else an embedded Fiat-Shamir response (unless the
+    verifier asked for its own choice with a seed or a segment count); else the verifier's own
+    uniform random choice (compact proofs then regenerate start states from anchors)."""
+    from verifier import challenge
+
+    if response is not None:
+        return challenge.response_segments(response, reader), None, "interactive challenge (verifier's randomness)"
+    if reader.mode == "compact" and reader.has_embedded_response() and seed is None and not explicit:
+        segs = challenge.embedded_segments(reader)
+        return segs, None, challenge.NON_INTERACTIVE_NOTE
+    chosen, used = choose_segments(n, count, seed)
+    return chosen, used, "uniform, verifier's randomness"

@@ -27,8 +27,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "digest": ("pol.cli.publish:digest_cmd", "Print the per-tensor manifest digest of a weights file."),
     "ownership": ("pol.cli.publish:ownership_cmd", "Decide which claimed proofs explain published weights."),
     "card": ("pol.cli.publish:card_cmd", "Print a model-card snippet naming a proof."),
+    "challenge": ("verifier.cli_challenge:challenge_cmd", "Verifier: challenge segments of a compact proof."),
+    "respond": ("verifier.cli_challenge:respond_cmd", "Prover: answer a challenge by exact replay from anchors."),
     "zk": ("zk.cli:group", "Zero-knowledge commitments to checkpoints."),
     "tee": ("tee_sim.cli:group", "Simulated TEE attestation."),
+    "import-legacy": ("pol.cli.legacy:import_legacy", "Convert a reference-implementation (Jia et al.) proof directory."),
 }
 
 

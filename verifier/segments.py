@@ -1,0 +1,221 @@
+"""Judging one segment: find its start state, replay it, compare, measure progress.
+
+A :class:`SegmentJudge` is built once per process (data loaded once, model and optimizer built
+once) and judges segments by index, so the same code runs in-process or in worker processes.
+
+Where a segment's start checkpoint is not stored (compact proofs), the start state comes
+from a prover's response (checked against the committed state digest before use) or, failing
+that, is regenerated here by exact replay from the nearest stored anchor, checking every
+intermediate checkpoint digest on the way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pol.errors import ProofFormatError
+from pol.hashing import state_digest
+from pol.proof_file import ProofReader
+from pol.state import State
+from pol.tasks import TaskData, load_data
+from verifier.progress import HeldOut, SegmentProgress, segment_progress
+from verifier.replay import Replayer
+from verifier.tolerance import Comparison, Tolerance, compare_states
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    proof: str
+    model_spec: str
+    data_spec: str
+    device: str
+    mode: str
+    tolerance: Tolerance
+    progress_check: bool
+    threads: int | None
+    response: str | None = None
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    segment: int
+    start_step: int
+    stop_step: int
+    passed: bool
+    distance: float
+    progress_ratio: float
+    detail: str
+    replayed_steps: int
+    start_source: str
+    progress: SegmentProgress | None = None
+    seconds: float = 0.0
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+class SegmentJudge:
+    def __init__(self, config: JudgeConfig, data: TaskData | None = None):
+        import torch
+
+        if config.threads is not None:
+            torch.set_num_threads(max(1, config.threads))
+        self.config = config
+        self.reader = ProofReader(config.proof)
+        plan = self.reader.plan
+        data = data or load_data(config.data_spec, plan.data.get("kwargs") or {})
+        self.replayer = Replayer(plan, data.train, config.device, config.model_spec)
+        self.heldout = HeldOut(data.heldout, plan.batch_size) if config.progress_check and data.heldout is not None else None
+        self.responses: dict[int, State] = {}
+        if config.response:
+            from verifier.challenge import load_response_states
+
+            self.responses = load_response_states(config.response, self.reader)
+        elif self.reader.has_embedded_response():
+            from verifier.challenge import load_embedded_response
+
+            self.responses = load_embedded_response(self.reader)
+
+    def close(self) -> None:
+        self.reader.close()
+
+    # -- states -----------------------------------------------------------------------------
+    def _state(self, i: int) -> tuple[State | None, str]:
+        """Checkpoint ``i`` if it is available without replay, checked against its digest."""
+        if self.reader.has_checkpoint(i):
+            return self.reader.checkpoint_state(i), "stored"
+        if i in self.responses:
+            state = self.responses[i]
+            if state_digest(state) != self.reader.state_digests[i]:
+                raise _Mismatch(f"the response's checkpoint {i} does not match its committed digest")
+            return state, "response"
+        return None, ""
+
+    def _regenerate(self, i: int) -> tuple[State, int]:
+        """Replay from the nearest available earlier checkpoint up to checkpoint ``i`` (exact mode only)."""
+        if self.config.mode != "exact":
+            raise _Mismatch(f"checkpoint {i} is not stored and tolerance mode cannot regenerate it: "
+                            "ask the prover for a response (pol challenge / pol respond)")
+        anchor = max(a for a in range(i) if self.reader.has_checkpoint(a) or a in self.responses)
+        state, _ = self._state(anchor)
+        assert state is not None
+        try:
+            return replay_forward(self.reader, self.replayer, anchor, state, i)
+        except RegenerationError as exc:
+            raise _Mismatch(str(exc)) from None
+
+    # -- judging ----------------------------------------------------------------------------
+    def judge(self, j: int) -> SegmentOutcome:
+        import time
+
+        t0 = time.perf_counter()
+        steps = self.reader.checkpoint_steps
+        start, stop = int(steps[j]), int(steps[j + 1])
+        try:
+            outcome = self._judge(j, start, stop)
+        except _Mismatch as exc:
+            outcome = SegmentOutcome(j, start, stop, False, math.inf, 0.0, str(exc), 0, "")
+        except ProofFormatError:
+            raise
+        return SegmentOutcome(**{**outcome.__dict__, "seconds": time.perf_counter() - t0})
+
+    def _judge(self, j: int, start: int, stop: int) -> SegmentOutcome:
+        replayed_steps = 0
+        start_state, source = self._state(j)
+        if start_state is None:
+            start_state, replayed_steps = self._regenerate(j)
+            source = "regenerated"
+        indices = self.reader.indices(start, stop)
+        replayed = self.replayer.run(start_state, start, indices)
+        replayed_steps += stop - start
+        recorded, _ = self._state(j + 1)
+        committed = self.reader.state_digests[j + 1]
+        if recorded is None:
+            if self.config.mode != "exact":
+                raise _Mismatch(f"checkpoint {j + 1} is not stored; tolerance mode needs it from a response")
+            same = state_digest(replayed) == committed
+            result = Comparison(same, 0.0 if same else math.inf, 1.0 if same else 0.0,
+                                "" if same else "replay does not reproduce the committed digest")
+            recorded = replayed if same else None
+        else:
+            result = compare_states(self.config.mode, start_state, recorded, replayed, committed, self.config.tolerance)
+        progress = None
+        if self.heldout is not None and recorded is not None:
+            progress = segment_progress(self.replayer, self.heldout, j, start_state, recorded, indices)
+        return SegmentOutcome(j, start, stop, result.passed, result.distance, result.progress, result.detail,
+                              replayed_steps, source, progress)
+
+
+class _Mismatch(Exception):
+    pass
+
+
+class RegenerationError(Exception):
+    """Exact replay from an anchor did not reproduce a committed checkpoint digest."""
+
+
+def replay_forward(reader: ProofReader, replayer: Replayer, anchor: int, state: State, target: int,
+                   keep: set[int] | None = None, out: dict[int, State] | None = None) -> tuple[State, int]:
+    """Replay checkpoint ``anchor`` forward to ``target``, checking every committed digest.
+
+    States of the checkpoints in ``keep`` are stored into ``out`` on the way. Returns the
+    target state and the number of steps replayed.
+    """
+    steps = reader.checkpoint_steps
+    replayed = 0
+    for c in range(anchor, target):
+        lo, hi = int(steps[c]), int(steps[c + 1])
+        state = replayer.run(state, lo, reader.indices(lo, hi))
+        replayed += hi - lo
+        if state_digest(state) != reader.state_digests[c + 1]:
+            raise RegenerationError(f"replaying from checkpoint {anchor} does not reproduce the committed "
+                                    f"digest of checkpoint {c + 1}")
+        if keep is not None and out is not None and c + 1 in keep:
+            out[c + 1] = state
+    return state, replayed
+
+
+# -- worker processes -------------------------------------------------------------------------
+_WORKER: SegmentJudge | None = None
+
+
+def _init_worker(config: JudgeConfig) -> None:
+    global _WORKER
+    _WORKER = SegmentJudge(config)
+
+
+def _judge_in_worker(j: int) -> SegmentOutcome:
+    assert _WORKER is not None
+    return _WORKER.judge(j)
+
+
+def judge_segments(config: JudgeConfig, segments: list[int], workers: int, advance: Any = None,
+                   data: TaskData | None = None) -> list[SegmentOutcome]:
+    """Judge ``segments`` in this process (workers <= 1) or in ``workers`` spawned processes.
+
+    Each worker opens the proof and loads the data once, then judges many segments.
+    """
+    if workers <= 1 or len(segments) <= 1:
+        judge = SegmentJudge(config, data)
+        try:
+            out = []
+            for j in segments:
+                out.append(judge.judge(j))
+                if advance:
+                    advance(1)
+            return out
+        finally:
+            judge.close()
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")
+    results: dict[int, SegmentOutcome] = {}
+    with ProcessPoolExecutor(max_workers=min(workers, len(segments)), mp_context=ctx,
+                             initializer=_init_worker, initargs=(config,)) as pool:
+        futures = {pool.submit(_judge_in_worker, j): j for j in segments}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            if advance:
+                advance(1)
+    return [results[j] for j in segments]
