@@ -117,6 +117,8 @@ def main() -> int:
         "schema_version": 1,
         "quick": args.quick,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        # Other work on the machine inflates wall-clock figures: the load average says how much.
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "backends": available_backends(),
         "params": {"chunk_size": 4096, "bits": 16, "scale_bits": 12, "values": "uniform random 16-bit signed"},
         "extrapolated": {},
@@ -178,6 +180,7 @@ def main() -> int:
         "linear_fast_ms": 1,
         "load_1m_generators_s": 1,
     }
+    doc["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(doc, indent=2))
     return 0
 

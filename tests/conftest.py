@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
+from helpers_train import train_recorded  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -27,22 +28,15 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"key": sk, "pub": pk, "other_key": sk2, "other_pub": pk2}
 
 
-def record(path: Path, key: Path, *, task: str = "digits-mlp", steps: int = 40, every: int = 10, seed: int = 0,
-           codec: str = "xor-zstd", anchor: int | None = None) -> Path:
-    from helpers_train import train_recorded
-
-    train_recorded(path, key, task=task, steps=steps, every=every, seed=seed, codec=codec, anchor=anchor)
-    return path
-
-
 @pytest.fixture(scope="session")
 def honest_proof(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Path]) -> Path:
-    return record(tmp_path_factory.mktemp("honest") / "run.pol.h5", keys["key"])
+    return train_recorded(tmp_path_factory.mktemp("honest") / "run.pol.h5", keys["key"], steps=40, every=10)
 
 
 @pytest.fixture(scope="session")
 def honest_raw_proof(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Path]) -> Path:
-    return record(tmp_path_factory.mktemp("honest_raw") / "run.pol.h5", keys["key"], codec="raw")
+    return train_recorded(tmp_path_factory.mktemp("honest_raw") / "run.pol.h5", keys["key"], steps=40, every=10,
+                          codec="raw")
 
 
 @pytest.fixture()

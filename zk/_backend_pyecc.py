@@ -44,6 +44,7 @@ class _Prepared:
         self.h = h
         self.tables: list[list[tuple[int, int]]] = [self.gens]
         self.h_tables = [t[0] for t in _bls.shifted_tables([h], _DIGIT_BITS, _SCALAR_LEVELS)]
+        self.ensure_levels(2)  # enough for 16-bit values; wider values extend it on demand
 
     def ensure_levels(self, levels: int) -> None:
         if levels > len(self.tables):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import itemgetter
 
 import numpy as np
 
@@ -253,6 +254,41 @@ def batch_to_affine(js: Sequence[Jac]) -> list[tuple[int, int] | None]:
     return out
 
 
+def _gather(seq: Sequence, idx: list[int]) -> list:
+    """``[seq[i] for i in idx]`` at C speed."""
+    if not idx:
+        return []
+    if len(idx) == 1:
+        return [seq[idx[0]]]
+    return list(itemgetter(*idx)(seq))
+
+
+def _pair_sums(
+    xa: list[int], ya: list[int], xb: list[int], yb: list[int]
+) -> tuple[list[int], list[int]]:
+    """Affine ``(xa, ya) + (xb, yb)`` element-wise, all distinct x, one shared inversion."""
+    p = P
+    dens = [b - a for a, b in zip(xa, xb)]
+    pref = []
+    acc = 1
+    for d in dens:
+        pref.append(acc)
+        acc = acc * d % p
+    inv = pow(acc, -1, p)
+    out_x: list[int] = []
+    out_y: list[int] = []
+    for d, pr, x1, y1, x2, y2 in zip(reversed(dens), reversed(pref), reversed(xa), reversed(ya), reversed(xb),
+                                     reversed(yb)):
+        lam = (y2 - y1) * (pr * inv % p) % p
+        inv = inv * d % p
+        x3 = (lam * lam - x1 - x2) % p
+        out_x.append(x3)
+        out_y.append((lam * (x1 - x3) - y1) % p)
+    out_x.reverse()
+    out_y.reverse()
+    return out_x, out_y
+
+
 def accumulate_buckets(
     keys: np.ndarray, xs: list[int], ys: list[int]
 ) -> tuple[np.ndarray, list[int | None], list[int]]:
@@ -263,70 +299,43 @@ def accumulate_buckets(
     the same bucket with one shared inversion, halving every bucket, so a bucket of ``m`` points
     costs ``m - 1`` affine additions at about six modular multiplications each.
     """
-    p = P
     keys = np.asarray(keys, dtype=np.int64)
+    has_inf = False
     while len(keys) > 1:
         n = len(keys)
-        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-        if len(starts) == n:
+        change = keys[1:] != keys[:-1]
+        if change.all():
             break
-        run_id = np.cumsum(np.concatenate(([False], keys[1:] != keys[:-1])))
+        starts = np.flatnonzero(np.concatenate(([True], change)))
+        run_id = np.cumsum(np.concatenate(([False], change)))
         pos = np.arange(n) - starts[run_id]
         evens = np.flatnonzero(pos % 2 == 0)
         nxt = evens + 1
         is_pair = np.zeros(len(evens), dtype=bool)
         inside = nxt < n
         is_pair[inside] = keys[nxt[inside]] == keys[evens[inside]]
-        pa = evens[is_pair].tolist()
-        # Pairs with an infinity or equal x (doubling / cancelling) take the slow path below.
-        dens = []
-        special = []
-        for k, a in enumerate(pa):
-            x1 = xs[a]
-            x2 = xs[a + 1]
-            if x1 is None or x2 is None or x1 == x2:
-                special.append(k)
-                dens.append(1)
-            else:
-                dens.append(x2 - x1)
-        invs = batch_inverse(dens) if dens else []
-        sums_x: list[int | None] = [None] * len(pa)
-        sums_y: list[int] = [0] * len(pa)
-        skip = set(special)
-        for k, a in enumerate(pa):
-            if skip and k in skip:
-                continue
-            x1 = xs[a]
-            x2 = xs[a + 1]
-            y1 = ys[a]
-            lam = (ys[a + 1] - y1) * invs[k] % p
-            x3 = (lam * lam - x1 - x2) % p  # type: ignore[operator]
-            sums_x[k] = x3
-            sums_y[k] = (lam * (x1 - x3) - y1) % p  # type: ignore[operator]
-        for k in special:
-            a = pa[k]
-            p1 = None if xs[a] is None else (xs[a], ys[a])
-            p2 = None if xs[a + 1] is None else (xs[a + 1], ys[a + 1])
-            s = add(p1, p2)  # type: ignore[arg-type]
-            if s is None:
-                sums_x[k], sums_y[k] = None, 0
-            else:
-                sums_x[k], sums_y[k] = s
-        ev = evens.tolist()
-        pairflags = is_pair.tolist()
-        new_x: list[int | None] = []
-        new_y: list[int] = []
-        k = 0
-        for e, f in zip(ev, pairflags):
-            if f:
-                new_x.append(sums_x[k])
-                new_y.append(sums_y[k])
-                k += 1
-            else:
-                new_x.append(xs[e])
-                new_y.append(ys[e])
+        pa_arr = evens[is_pair]
+        pa = pa_arr.tolist()
+        pb = (pa_arr + 1).tolist()
+        xa, xb = _gather(xs, pa), _gather(xs, pb)
+        ya, yb = _gather(ys, pa), _gather(ys, pb)
+        if has_inf or any(a == b for a, b in zip(xa, xb)):
+            # Rare: an infinity, a doubling or a cancellation. Add pair by pair.
+            sx: list[int | None] = []
+            sy: list[int] = []
+            for x1, y1, x2, y2 in zip(xa, ya, xb, yb):
+                s_ = add(None if x1 is None else (x1, y1), None if x2 is None else (x2, y2))
+                sx.append(None if s_ is None else s_[0])
+                sy.append(0 if s_ is None else s_[1])
+            has_inf = has_inf or any(v is None for v in sx)
+        else:
+            sx, sy = _pair_sums(xa, ya, xb, yb)  # type: ignore[assignment]
+        # Output, in key order: the pair sum for a paired even entry, else the entry itself.
+        npairs = len(pa)
+        src = np.where(is_pair, np.cumsum(is_pair) - 1, npairs + evens).tolist()
+        xs = _gather(sx + xs, src)
+        ys = _gather(sy + ys, src)
         keys = keys[evens]
-        xs, ys = new_x, new_y  # type: ignore[assignment]
     return keys, xs, ys  # type: ignore[return-value]
 
 
@@ -344,28 +353,33 @@ def _bucket_weighted_sum(mags_points: dict[int, tuple[int, int]], top: int) -> J
 
 
 def signed_digits(values: np.ndarray, c: int, levels: int) -> np.ndarray:
-    """Signed base-2^c digits (each in [-2^(c-1), 2^(c-1)]) of int64 values, shape (levels, n)."""
+    """Signed base-2^c digits of int64 values, shape (levels, n).
+
+    Digits are in [-2^(c-1), 2^(c-1) - 1] except the top level, which takes the remainder
+    whole (|d| <= 2^(c-1)), so 16-bit values need only two 8-bit levels.
+    """
     v = values.astype(np.int64, copy=True)
     half = 1 << (c - 1)
     mask = (1 << c) - 1
     out = np.empty((levels, len(v)), dtype=np.int64)
-    for lv in range(levels):
+    for lv in range(levels - 1):
         d = ((v + half) & mask) - half
         out[lv] = d
         v = (v - d) >> c
-    if np.any(v != 0):
+    if np.any(np.abs(v) > half):
         raise ValueError("values do not fit the requested number of digit levels")
+    out[levels - 1] = v
     return out
 
 
 def digit_levels(max_abs: int, c: int) -> int:
-    """Levels of signed base-2^c digits (in [-2^(c-1), 2^(c-1) - 1]) enough for |v| <= max_abs."""
+    """Levels of signed base-2^c digits (see :func:`signed_digits`) enough for |v| <= max_abs."""
+    half = 1 << (c - 1)
     levels = 1
-    top = (1 << (c - 1)) - 1
-    bound = top  # the largest positive value `levels` digits always reach
-    while bound < max_abs:
+    low = 0  # the most the lower levels can leave for the top digit to absorb
+    while max_abs > half * (1 << (c * (levels - 1))) + low:
+        low = low + (half - 1) * (1 << (c * (levels - 1)))
         levels += 1
-        bound = (bound << c) | top
     return levels
 
 
@@ -421,7 +435,8 @@ def msm(points: Sequence[tuple[int, int] | None], scalars: Sequence[int]) -> tup
     xs = [all_x[i] for i in ol]
     ys = [all_y[i] for i in ol]
     ukeys, bx, by = accumulate_buckets(keys_arr[order], xs, ys)
-    per_level: list[dict[int, tuple[int, int]]] = [dict() for _ in range(levels + 1)]
+    top_level = max(all_keys) // (half + 1) if all_keys else 0
+    per_level: list[dict[int, tuple[int, int]]] = [dict() for _ in range(max(levels, top_level) + 1)]
     for key, x, y in zip(ukeys.tolist(), bx, by):
         if x is not None:
             per_level[key // (half + 1)][key % (half + 1)] = (x, y)
@@ -483,6 +498,7 @@ def commit_chunks(
     h_off = levels * m
     neg_y = [P - y for y in flat_y]
     ysrc = flat_y + neg_y
+    xsrc = flat_x + flat_x
     nflat = len(flat_y)
     results: list[tuple[int, int] | None] = []
     group = max(1, 65536 // max(m, 1))
@@ -506,8 +522,8 @@ def commit_chunks(
         idx = np.concatenate(gidx)
         order = np.argsort(keys, kind="stable")
         sel = idx[order].tolist()
-        xs = [flat_x[i % nflat] for i in sel]
-        ys = [ysrc[i] for i in sel]
+        xs = _gather(xsrc, sel)
+        ys = _gather(ysrc, sel)
         ukeys, bx, by = accumulate_buckets(keys[order], xs, ys)
         per_row: list[dict[int, tuple[int, int]]] = [dict() for _ in range(rows.shape[0])]
         for key, x, y in zip(ukeys.tolist(), bx, by):
@@ -519,14 +535,15 @@ def commit_chunks(
 
 
 def signed_digits_int(v: int, c: int, levels: int) -> list[int]:
-    """Signed base-2^c digits of a non-negative Python int (exactly ``levels`` of them)."""
+    """Signed base-2^c digits of a Python int, exactly ``levels`` of them (top digit whole)."""
     half = 1 << (c - 1)
     mask = (1 << c) - 1
     out = []
-    for _ in range(levels):
+    for _ in range(levels - 1):
         d = ((v + half) & mask) - half
         out.append(d)
         v = (v - d) >> c
-    if v:
+    if abs(v) > half:
         raise ValueError("scalar does not fit the digit levels")
+    out.append(v)
     return out

@@ -212,17 +212,17 @@ def verify_opening(
     if len(proof.z) != width:
         raise ProofRejected(f"proof has {len(proof.z)} responses, expected {width}")
     be, gens = committer.backend, committer.generators
-    pts = _decode_all(committer, [proof.a, *com.chunks])
+    pts = _decode_all(committer, com.chunks)
     tr = _opening_transcript(committer, ctx, com, challenge)
     rhos = _rhos(tr, len(com.chunks))
     tr.append(b"A", proof.a)
     e = tr.challenge_scalar(b"e")
-    # <z, G> + z_r H - A - e * sum(rho_j C_j) == 0
+    # <z, G> + z_r H - e * sum(rho_j C_j) == A, compared as canonical encodings
     total = be.msm(
         [*gens.g[:width], gens.h, *pts],
-        [*proof.z, proof.z_r, R - 1, *[(-e * r) % R for r in rhos]],
+        [*proof.z, proof.z_r, *[(-e * r) % R for r in rhos]],
     )
-    if not be.eq(total, be.identity()):
+    if be.encode(total) != proof.a:
         raise ProofRejected("proof of knowledge of the opening does not verify")
 
 
@@ -287,8 +287,8 @@ def verify_linear(
     _same_shape(old, new, delta)
     be, gens = committer.backend, committer.generators
     n = len(old.chunks)
-    pts = _decode_all(committer, [proof.t, *old.chunks, *new.chunks, *delta.chunks])
-    t_pt, olds, news, deltas = pts[0], pts[1 : 1 + n], pts[1 + n : 1 + 2 * n], pts[1 + 2 * n :]
+    pts = _decode_all(committer, [*old.chunks, *new.chunks, *delta.chunks])
+    olds, news, deltas = pts[:n], pts[n : 2 * n], pts[2 * n :]
     tr = _linear_transcript(committer, run_id, from_checkpoint, to_checkpoint, (old, new, delta))
     rhos = _rhos(tr, n)
     tr.append(b"T", proof.t)
@@ -297,8 +297,8 @@ def verify_linear(
         d_pt = be.add(news[0], be.neg(be.add(olds[0], deltas[0])))
     else:
         d_pt = be.msm([*news, *olds, *deltas], [*rhos, *[R - r for r in rhos], *[R - r for r in rhos]])
-    # z H - e D == T
-    if not be.eq(be.msm([gens.h, d_pt], [proof.z, R - e]), t_pt):
+    # z H - e D == T, compared as canonical encodings (T needs no separate decoding)
+    if be.encode(be.msm([gens.h, d_pt], [proof.z, R - e])) != proof.t:
         raise ProofRejected("linear relation proof does not verify")
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from scripts.attacks import adversarial, blindfold, data_substitution, fabricated_init, interpolation, jump, splice, stale
+from scripts.attacks import adversarial, blindfold, data_substitution, drift, fabricated_init, interpolation, jump, splice, stale
 from scripts.attacks.common import Forgery, Victim, load_victim
 
 Generator = Callable[..., Forgery]
@@ -39,6 +39,7 @@ ATTACKS: dict[str, Generator] = {
     "data-substitution-one-label": partial(data_substitution.forge, commit="real", fraction=1),
     "stale-proof": stale.forge,
     "single-jump": jump.forge,
+    "tolerance-drift": drift.forge,
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -57,6 +58,7 @@ DESCRIPTIONS: dict[str, str] = {
     "data-substitution-one-label": "(f) one label changed, real data root committed",
     "stale-proof": "(g) run A's proof presented with run B's weights (published weights)",
     "single-jump": "(h) honest run whose last segment jumps to W",
+    "tolerance-drift": "(i) honest run nudged toward W by 4.5% of each update (under the 5% tolerance)",
 }
 
 __all__ = ["ATTACKS", "DESCRIPTIONS", "Forgery", "Victim", "load_victim"]

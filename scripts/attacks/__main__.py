@@ -39,13 +39,11 @@ def main(name: str | None, victim: str | None, key: str | None, out: str | None,
                  "extra_files": {k: str(v) for k, v in forgery.extra_files.items()},
                  "info": {k: v for k, v in forgery.info.items() if not isinstance(v, dict)}}
     if not no_verify:
-        from nacl.signing import SigningKey  # noqa: F401
-
         from pol.keys import load_signing_key
         from scripts.bench_security import judge
 
         pub = bytes(load_signing_key(key).verify_key).hex()
-        verdict, failed = judge(forgery, pub, seed=None)
+        verdict, failed, _ = judge(forgery, pub, seed=None)
         doc.update({"verdict": verdict, "failed_checks": sorted(failed),
                     "caught_for_expected_reason": verdict != "verified" and forgery.expected_checks <= failed})
     if json_output:

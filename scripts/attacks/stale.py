@@ -39,13 +39,14 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, ot
     path = write(out, plan, [dict(s) for s in victim.states], victim.indices, sk)
     weights_path = Path(weights_out) if weights_out else Path(path).with_suffix("").with_suffix(".safetensors")
     save_file({k: np.ascontiguousarray(v) for k, v in other_weights.items()}, str(weights_path))
-    return Forgery("stale-proof", Path(path), {"final_weights"}, other_weights, trained_steps=trained,
+    return Forgery("stale-proof", Path(path), {"weights_match"}, other_weights, trained_steps=trained,
                    extra_files={"weights": weights_path},
                    info={"weights_digest": weights_digest(other_weights).hex(),
                          "proof_final_digest": weights_digest(victim.weights).hex()})
 
 
-def check_published(proof: str | os.PathLike[str], weights: str | os.PathLike[str], public_key: str) -> tuple[bool, set[str], str]:
+def check_published(proof: str | os.PathLike[str], weights: str | os.PathLike[str], public_key,
+                    options=None) -> tuple[bool, set[str], str]:
     """(accepted, failed check names, how it was judged): the published-weights verifier if it
     exists in this build, else the digest comparison it must perform."""
     try:
@@ -53,7 +54,7 @@ def check_published(proof: str | os.PathLike[str], weights: str | os.PathLike[st
     except ImportError:
         verify_published = None
     if verify_published is not None:
-        report = verify_published(weights, proof, public_key=public_key, segments=None, seed=0)
+        report = verify_published(weights, proof, public_key=public_key, options=options)
         return report.verdict == "verified", {c.name for c in report.failed}, "verifier.published.verify_published"
     from safetensors.numpy import load_file
 
@@ -63,4 +64,4 @@ def check_published(proof: str | os.PathLike[str], weights: str | os.PathLike[st
     with ProofReader(proof) as r:
         signed = r.final["final_weights_digest"] if r.final else b""
     same = weights_digest(published) == signed
-    return same, set() if same else {"final_weights"}, "digest comparison (verifier.published not built yet)"
+    return same, set() if same else {"weights_match"}, "digest comparison (verifier.published not built yet)"
