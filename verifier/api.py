@@ -101,7 +101,17 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
         report.add(*_as_args(checks.data_check(reader, data.train)))
         report.add(*_as_args(checks.init_check(reader, model_spec)))
         replay_segments(reader, report, data, model_spec, data_spec, opts, progress, response)
+        if "zk" in reader.h5:
+            report.extend(zk_checks(str(proof), trusted))
         return report
+
+
+def zk_checks(proof: str, trusted: TrustedKey | None) -> list[Check]:
+    """Checks of the optional /zk section (commitments to checkpoints; docs/ZK.md)."""
+    from zk.link import verify_zk_section
+
+    return [Check(d["name"], d["passed"], d.get("figure", ""), d.get("detail", ""))
+            for d in verify_zk_section(proof, trusted)]
 
 
 def _as_args(check: Check) -> tuple[str, bool | None, str, str]:
