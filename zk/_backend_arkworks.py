@@ -93,9 +93,9 @@ class ArkworksBackend:
         return bytes(a.to_xy_bytes_be())
 
     def from_xy_trusted(self, buf: bytes, count: int) -> list[G1Point]:
-        mv = memoryview(buf)
+        data = bytes(buf)
         f = G1Point.from_xy_bytes_unchecked_be
-        return [f(bytes(mv[o : o + 96])) for o in range(0, 96 * count, 96)]
+        return [f(data[o : o + 96]) for o in range(0, 96 * count, 96)]
 
     def prepare(self, gens: Sequence[G1Point], h: G1Point) -> _Prepared:
         return _Prepared(gens, h)

@@ -167,8 +167,25 @@ def mul(pt: tuple[int, int] | None, k: int) -> tuple[int, int] | None:
     return mul_raw(pt, k)
 
 
-def in_subgroup(pt: tuple[int, int] | None) -> bool:
+# GLV endomorphism phi(x, y) = (BETA * x, y) acts on G1 as multiplication by -z^2 (z the
+# BLS parameter). Scott, "A note on group membership tests for G1, G2 and GT on BLS
+# pairing-friendly curves" (2021): P is in G1 iff phi(P) == -z^2 * P. The scalar has 128 bits
+# and low Hamming weight, about 2.5x cheaper than multiplying by r (tests cross-check both).
+_Z = -0xD201000000010000
+_BETA = 0x5F19672FDF76CE51BA69C6076A0F77EADDB3A93BE6F89688DE17D813620A00022E01FFFFFFFEFFFE
+_MINUS_Z2 = -(_Z * _Z)
+
+
+def in_subgroup_slow(pt: tuple[int, int] | None) -> bool:
+    """Reference membership test: ``r * P == O``."""
     return mul_raw(pt, R) is None
+
+
+def in_subgroup(pt: tuple[int, int] | None) -> bool:
+    """Membership in the order-r subgroup for a point already known to be on the curve."""
+    if pt is None:
+        return True
+    return mul_raw(pt, _MINUS_Z2) == (_BETA * pt[0] % P, pt[1])
 
 
 # --------------------------------------------------------------------------- encoding
@@ -218,9 +235,9 @@ def xy_bytes(pt: tuple[int, int]) -> bytes:
 
 def points_from_xy(buf: bytes | memoryview, count: int) -> list[tuple[int, int]]:
     """Parse ``count`` trusted 96-byte big-endian affine points (generator cache)."""
-    mv = memoryview(buf)
+    data = bytes(buf)
     fb = int.from_bytes
-    return [(fb(mv[o : o + 48], "big"), fb(mv[o + 48 : o + 96], "big")) for o in range(0, 96 * count, 96)]
+    return [(fb(data[o : o + 48], "big"), fb(data[o + 48 : o + 96], "big")) for o in range(0, 96 * count, 96)]
 
 
 # --------------------------------------------------------------------------- batched sums
@@ -402,11 +419,7 @@ def msm(points: Sequence[tuple[int, int] | None], scalars: Sequence[int]) -> tup
     if n == 0:
         return None
     if n < 4:
-        acc = _JINF
-        for pt, s in zip(pts, ks):
-            q = mul_raw(pt, s)
-            acc = jadd_mixed(acc, q)
-        return to_affine(acc)
+        return _straus(pts, ks)
     maxbits = max(abs(s) for s in ks).bit_length()
     c = max(3, min(10, int(math.log2(n)) - 2))
     levels = digit_levels((1 << maxbits), c)
@@ -445,6 +458,27 @@ def msm(points: Sequence[tuple[int, int] | None], scalars: Sequence[int]) -> tup
         for _ in range(c):
             acc = jdouble(acc)
         acc = jadd(acc, _bucket_weighted_sum(per_level[lv], half))
+    return to_affine(acc)
+
+
+def _straus(pts: list[tuple[int, int]], ks: list[int]) -> tuple[int, int] | None:
+    """Few-point MSM by joint double-and-add over a table of all subset sums (Shamir's trick)."""
+    signed = [(pt if k > 0 else neg(pt), abs(k)) for pt, k in zip(pts, ks)]
+    n = len(signed)
+    sums: list[Jac] = [_JINF] * (1 << n)
+    for mask in range(1, 1 << n):
+        low = mask & -mask
+        sums[mask] = jadd_mixed(sums[mask ^ low], signed[low.bit_length() - 1][0])
+    table = batch_to_affine(sums)
+    acc = _JINF
+    for bit in range(max(k for _, k in signed).bit_length() - 1, -1, -1):
+        acc = jdouble(acc)
+        idx = 0
+        for j, (_, k) in enumerate(signed):
+            if (k >> bit) & 1:
+                idx |= 1 << j
+        if idx:
+            acc = jadd_mixed(acc, table[idx])
     return to_affine(acc)
 
 

@@ -32,6 +32,16 @@ def _challenge(text: str) -> bytes:
     return raw
 
 
+def _has_zk(path: str) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "zk" in f
+    except OSError:
+        return False  # the proof reader reports the real problem
+
+
 @click.group(name="zk")
 def group() -> None:
     """Zero-knowledge commitments to checkpoints (Pedersen over BLS12-381).
@@ -80,6 +90,8 @@ def commit(proof: str, key: str, secrets_out: str | None, chunk_size: int, scale
     started = time.perf_counter()
     from zk.link import _open_reader
 
+    if not force and _has_zk(proof):  # refuse before any work or any secrets are written
+        raise ZkFormatError(f"{proof} already has a /zk section (use --force to replace it)")
     with _open_reader(proof) as reader:
         section, secrets_ = build_section(reader, sk, params=params, backend=be, deltas=not no_deltas)
     write_secrets(out, secrets_, overwrite=force)

@@ -98,3 +98,19 @@ def test_decompress_rejects_off_curve_and_outside_subgroup() -> None:
 def test_decompress_rejects_malformed(data: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _bls.decompress(data)
+
+
+def test_fast_subgroup_check_agrees_with_multiplying_by_r() -> None:
+    rng = random.Random(11)
+    cofactor = 0x396C8C005555E1568C00AAAB0000AAAB
+    points = [(0, 2), (0, _bls.P - 2)]  # order 3: on the curve, outside G1
+    while len(points) < 20:
+        x = rng.randrange(_bls.P)
+        rhs = (x**3 + 4) % _bls.P
+        y = pow(rhs, (_bls.P + 1) // 4, _bls.P)
+        if y * y % _bls.P == rhs:
+            points.append((x, y))
+    points += [_bls.mul_raw(p, cofactor) for p in points[2:8]]  # cleared: inside G1
+    verdicts = [(_bls.in_subgroup(p), _bls.in_subgroup_slow(p)) for p in points]
+    assert all(a == b for a, b in verdicts)
+    assert sum(a for a, _ in verdicts) == 6  # exactly the cleared ones

@@ -261,6 +261,7 @@ def test_bad_cli_input_exits_2(committed: Path, keys: dict[str, Path], tmp_path:
     assert code == 2 and "signer" in err
     code, _, err = run_pol(["zk", "commit", target, "--key", keys["key"], "--secrets-out", tmp_path / "s.h5"], capsys)
     assert code == 2 and "already has a /zk" in err
+    assert not (tmp_path / "s.h5").exists()  # no orphaned secrets for a section never written
 
 
 def test_verify_zk_section_api(committed: Path, keys: dict[str, Path]) -> None:
