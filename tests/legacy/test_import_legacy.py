@@ -10,9 +10,9 @@ import h5py
 import pytest
 import torch
 from cli_runner import run_pol
-from conftest import make_legacy_dir  # type: ignore[import-not-found]
 
 sys.path.insert(0, str(Path(__file__).parent))
+from legacy_layout import make_legacy_dir  # noqa: E402
 
 
 def _import(capsys, src: Path, out: Path, *extra: str) -> tuple[int, dict | None, str]:
