@@ -2,10 +2,12 @@
 """Recording overhead: the same ResNet-20 loop with and without a :class:`pol.Recorder`.
 
     python scripts/bench_record.py --json            # 5 pairs; 200 steps at k=100, 100 at k=10
-    python scripts/bench_record.py --json --quick    # 3 pairs; 100 steps at k=100, 30 at k=10
+    python scripts/bench_record.py --json --quick    # 3 pairs; 40 steps at k=100, 20 at k=10
 
 Task ``synthetic-resnet20``: ResNet-20, batch 128, SGD (lr 0.1, momentum 0.9, weight decay
-5e-4), CPU, torch's default thread count unless ``--threads``. For each k, recorded and
+5e-4), CPU, one torch thread (as the reference figures) unless ``--threads``. A run always
+ends with a checkpoint, so a 40-step run at k=100 (quick mode) writes one checkpoint per 40
+steps, 2.5 times the k=100 rate: the quick k=100 figure is an upper bound. For each k, recorded and
 unrecorded runs alternate (``r u u r r u ...``); both start from the same seeded initial model
 and see the same batches in the same order through a ``DataLoader``. Only the training loop is
 timed: for the recorded run from the first batch to the end of ``Recorder.close()`` (which
@@ -122,7 +124,8 @@ def paired_overhead(steps: int, every: int, pairs: int, d: Path) -> dict[str, An
         "overhead": median_paired_ratio(times["recorded"], times["plain"]),
         "ratios": [round(r, 4) for r in ratios],
         "steps": steps, "every": every, "pairs": pairs, "num_samples": steps * BATCH,
-        "checkpoints_per_run": steps // every,
+        "checkpoints_per_run": -(-steps // every),
+        "steps_per_checkpoint": steps / -(-steps // every),
         "plain_s": [round(t, 3) for t in times["plain"]],
         "recorded_s": [round(t, 3) for t in times["recorded"]],
         "plain_step_s": statistics.median(times["plain"]) / steps,
@@ -207,18 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument("--quick", action="store_true", help="a short run (under 3 minutes on 2 cores)")
     p.add_argument("--pairs", type=int, help="paired runs per k (default 5; quick 3)")
-    p.add_argument("--steps-k100", type=int, help="steps per run at k=100 (default 200; quick 100)")
-    p.add_argument("--steps-k10", type=int, help="steps per run at k=10 (default 100; quick 30)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's default)")
+    p.add_argument("--steps-k100", type=int, help="steps per run at k=100 (default 200; quick 40)")
+    p.add_argument("--steps-k10", type=int, help="steps per run at k=10 (default 100; quick 20)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = p.parse_args(argv)
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     pairs = args.pairs or (3 if args.quick else 5)
-    steps100 = args.steps_k100 or (100 if args.quick else 200)
-    steps10 = args.steps_k10 or (30 if args.quick else 100)
+    steps100 = args.steps_k100 or (40 if args.quick else 200)
+    steps10 = args.steps_k10 or (20 if args.quick else 100)
     started = time.perf_counter()
     result: dict[str, Any] = {"benchmark": NAME, "quick": args.quick, "task": TASK, "batch_size": BATCH,
                               "device": "cpu", "machine": machine_info()}

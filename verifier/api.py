@@ -14,11 +14,19 @@ from pol.keys import TrustedKey, resolve_trusted_key
 from pol.proof_file import ProofReader
 from pol.tasks import TASKS, TaskData, load_data
 from verifier import checks
+from verifier.drift import drift_check
 from verifier.progress import progress_check
 from verifier.replay import pick_device
 from verifier.segments import JudgeConfig, judge_segments
 from verifier.report import Check, Report
-from verifier.sampling import choose_segments, default_segment_count, detection_probability
+from verifier.sampling import (
+    choose_segments,
+    default_segment_count,
+    detection_probability,
+    largest_updates,
+    smallest_detectable_fraction,
+)
+from verifier.scan import CheckpointScan, scan_checkpoints
 from verifier.tolerance import Tolerance
 
 
@@ -33,6 +41,7 @@ class VerifyOptions:
     tolerance: Tolerance = Tolerance()
     workers: int = 1
     threads: int | None = None           # force a CPU thread count (None: the recorded one)
+    top_updates: int = 2                 # also replay the segments with the largest LR-normalised updates
     progress_check: bool = True
 
 
@@ -87,12 +96,13 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
     with ProofReader(proof) as reader:
         report = Report(subject=str(proof))
         report.info["signer_trust"] = "self-asserted" if trusted is None else "trusted key"
+        scan = scan_checkpoints(reader)
         report.extend([
             checks.signer_check(reader, trusted),
             checks.plan_signature_check(reader),
             checks.final_signature_check(reader),
-            checks.chain_check(reader),
-            checks.plan_consistency_check(reader),
+            checks.chain_check(reader, scan),
+            checks.plan_consistency_check(reader, scan),
             checks.final_weights_check(reader),
         ])
         model_spec = resolve_spec(reader.plan.model.get("spec"), opts.model, "model")
@@ -100,7 +110,7 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
         data = load_data(data_spec, reader.plan.data.get("kwargs") or {})
         report.add(*_as_args(checks.data_check(reader, data.train)))
         report.add(*_as_args(checks.init_check(reader, model_spec)))
-        replay_segments(reader, report, data, model_spec, data_spec, opts, progress, response)
+        replay_segments(reader, report, data, model_spec, data_spec, opts, progress, response, scan)
         if "zk" in reader.h5:
             report.extend(zk_checks(str(proof), trusted))
         return report
@@ -119,7 +129,8 @@ def _as_args(check: Check) -> tuple[str, bool | None, str, str]:
 
 
 def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_spec: str, data_spec: str,
-                    opts: VerifyOptions, progress: Callable[[str, int], Any] | None, response: str | None = None) -> None:
+                    opts: VerifyOptions, progress: Callable[[str, int], Any] | None, response: str | None = None,
+                    scan: CheckpointScan | None = None) -> None:
     import time
 
     import torch
@@ -129,11 +140,18 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_s
     n_segments = reader.num_checkpoints - 1
     count = opts.segments if opts.segments is not None else default_segment_count(n_segments)
     chosen, seed, how = select_segments(reader, n_segments, count, opts.seed, response, opts.segments is not None)
+    random_count = len(chosen)
+    largest: list[int] = []
+    if response is None and scan is not None and opts.top_updates > 0:
+        largest = largest_updates(scan.update_size, opts.top_updates)
+        chosen = sorted(set(chosen) | set(largest))
     report.info.update({
         "mode": mode, "device": device, "threads": torch.get_num_threads(), "verifier_seed": seed,
         "segment_selection": how, "segments_total": n_segments, "segments_replayed": len(chosen),
-        "detection_probability": {"f=0.1": round(detection_probability(n_segments, len(chosen), 0.1), 4),
-                                  "f=0.5": round(detection_probability(n_segments, len(chosen), 0.5), 4)},
+        "largest_updates_replayed": largest,
+        "detection_probability": {"f=0.1": round(detection_probability(n_segments, random_count, 0.1), 4),
+                                  "f=0.5": round(detection_probability(n_segments, random_count, 0.5), 4)},
+        "smallest_forged_fraction_caught_99pct": smallest_detectable_fraction(n_segments, random_count, 0.99),
         "environment_mismatches": mismatches,
     })
     if not chosen:
@@ -153,12 +171,14 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_s
     report.info["replayed_segments"] = chosen
     report.info["segment_figures"] = [
         {"segment": o.segment, "distance": o.distance, "progress": o.progress_ratio, "start": o.start_source,
-         "seconds": round(o.seconds, 3)} for o in outcomes]
+         "toward_final": round(o.toward_final, 4), "seconds": round(o.seconds, 3)} for o in outcomes]
     failures = [f"segment {o.segment} (steps {o.start_step}-{o.stop_step}): {o.detail}" for o in outcomes if not o.passed]
     worst = max((o.distance for o in outcomes), default=math.nan)
     figure = ("bitwise equal" if mode == "exact" and not failures else f"max relative distance {worst:.3g}")
     report.add("replay", not failures, f"{len(chosen) - len(failures)}/{len(chosen)} segments reproduce; {figure}",
                "; ".join(failures[:4]))
+    if mode == "tolerance":
+        report.checks.append(drift_check([o.toward_final for o in outcomes if o.segment < n_segments - 1]))
     figures = [o.progress for o in outcomes if o.progress is not None]
     if opts.progress_check and data.heldout is not None:
         report.checks.append(progress_check(figures))

@@ -9,7 +9,7 @@ import numpy as np
 from pol import chain
 from pol.datacommit import data_root
 from pol.errors import BadSignatureError, PolError
-from pol.hashing import state_digest, weights_digest
+from pol.hashing import weights_digest
 from pol.keys import TrustedKey, fingerprint, verify_signature
 from pol.proof_file import ProofReader
 from pol.recorder import FINAL_DOMAIN, PLAN_DOMAIN
@@ -18,6 +18,7 @@ from pol.schedule import lr_at
 from pol.state import OPTIM_STATE, model_weights
 from pol.tasks import seeded_model
 from verifier.report import Check
+from verifier.scan import CheckpointScan
 
 
 def signer_check(reader: ProofReader, trusted: TrustedKey | None) -> Check:
@@ -54,17 +55,12 @@ def final_signature_check(reader: ProofReader) -> Check:
     return Check("final_signature", True, "Ed25519 valid", f"over chain head {fin['chain_head'].hex()[:16]}…")
 
 
-def chain_check(reader: ProofReader, progress: Any = None) -> Check:
-    """Recompute state digests of stored checkpoints and every chain link from the start."""
-    plan, n = reader.plan, reader.num_checkpoints
+def chain_check(reader: ProofReader, scan: CheckpointScan) -> Check:
+    """Stored checkpoints hash to their state digests; every chain link recomputes."""
+    n = reader.num_checkpoints
     if n == 0:
         return Check("chain", False, "0 checkpoints", "the proof holds no checkpoints")
-    bad_states: list[int] = []
-    for i in reader.stored_checkpoints:
-        if i >= n or state_digest(reader.checkpoint_state(i)) != reader.state_digests[i]:
-            bad_states.append(i)
-        if progress is not None:
-            progress(1)
+    bad_states = scan.digest_mismatch
     steps = reader.checkpoint_steps
     head = chain.genesis(reader.plan_digest, reader.state_digests[0])
     broken: list[int] = [] if head == reader.chain_digests[0] else [0]
@@ -87,7 +83,7 @@ def chain_check(reader: ProofReader, progress: Any = None) -> Check:
     return Check("chain", True, f"{n} links intact", f"{len(reader.stored_checkpoints)} stored checkpoints rehashed")
 
 
-def plan_consistency_check(reader: ProofReader) -> Check:
+def plan_consistency_check(reader: ProofReader, scan: CheckpointScan) -> Check:
     plan = reader.plan
     problems: list[str] = []
     n = reader.num_checkpoints
@@ -111,14 +107,13 @@ def plan_consistency_check(reader: ProofReader) -> Check:
         problems.append(str(exc))
     lr_bad: list[int] = []
     for i in reader.stored_checkpoints:
-        state = reader.checkpoint_state(i)
         step = int(reader.checkpoint_steps[i]) if i < n else -1
         expected_lr = lr_at(plan.lr_schedule, max(step - 1, 0))
-        lr = state.get("optim/lr")
-        if lr is None or not np.isclose(float(lr), expected_lr, rtol=1e-12, atol=0.0):
+        lr = scan.recorded_lr.get(i)
+        if lr is None or not np.isclose(lr, expected_lr, rtol=1e-12, atol=0.0):
             lr_bad.append(i)
-        if "meta/step" not in state or int(state["meta/step"]) != step:
-            problems.append(f"checkpoint {i} says step {state.get('meta/step')}, the chain says {step}")
+        if scan.recorded_step.get(i) != step:
+            problems.append(f"checkpoint {i} says step {scan.recorded_step.get(i)}, the chain says {step}")
     if lr_bad:
         problems.append(f"learning rate in checkpoint(s) {lr_bad[:5]} differs from the committed schedule")
     if problems:

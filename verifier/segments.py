@@ -12,8 +12,10 @@ intermediate checkpoint digest on the way.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from pol.errors import ProofFormatError
 from pol.hashing import state_digest
@@ -21,7 +23,9 @@ from pol.proof_file import ProofReader
 from pol.state import State
 from pol.tasks import TaskData, load_data
 from verifier.progress import HeldOut, SegmentProgress, segment_progress
+from verifier.drift import error_toward_final
 from verifier.replay import Replayer
+from verifier.scan import flat_weights
 from verifier.tolerance import Comparison, Tolerance, compare_states
 
 
@@ -51,7 +55,7 @@ class SegmentOutcome:
     start_source: str
     progress: SegmentProgress | None = None
     seconds: float = 0.0
-    figures: dict[str, float] = field(default_factory=dict)
+    toward_final: float = 0.0   # cosine between (recorded - replayed) and (final - replayed); see verifier.drift
 
 
 class SegmentJudge:
@@ -66,6 +70,7 @@ class SegmentJudge:
         data = data or load_data(config.data_spec, plan.data.get("kwargs") or {})
         self.replayer = Replayer(plan, data.train, config.device, config.model_spec)
         self.heldout = HeldOut(data.heldout, plan.batch_size) if config.progress_check and data.heldout is not None else None
+        self._final: np.ndarray | None = None
         self.responses: dict[int, State] = {}
         if config.response:
             from verifier.challenge import load_response_states
@@ -139,11 +144,18 @@ class SegmentJudge:
             recorded = replayed if same else None
         else:
             result = compare_states(self.config.mode, start_state, recorded, replayed, committed, self.config.tolerance)
+        toward = error_toward_final(recorded, replayed, self.final_weights()) if recorded is not None else 0.0
         progress = None
         if self.heldout is not None and recorded is not None:
             progress = segment_progress(self.replayer, self.heldout, j, start_state, recorded, indices)
         return SegmentOutcome(j, start, stop, result.passed, result.distance, result.progress, result.detail,
-                              replayed_steps, source, progress)
+                              replayed_steps, source, progress, toward_final=toward)
+
+    def final_weights(self) -> np.ndarray | None:
+        if self._final is None:
+            last = self.reader.num_checkpoints - 1
+            self._final = flat_weights(self.reader.checkpoint_state(last)) if self.reader.has_checkpoint(last) else np.zeros(0)
+        return self._final if self._final.size else None
 
 
 class _Mismatch(Exception):
