@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 
@@ -17,7 +17,8 @@ from verifier import checks
 from verifier.drift import drift_check
 from verifier.progress import progress_check
 from verifier.replay import pick_device
-from verifier.segments import JudgeConfig, judge_segments
+from verifier.calibration import FACTOR, FLOOR, calibrated, measure_noise
+from verifier.segments import JudgeConfig, SegmentJudge, judge_segments
 from verifier.report import Check, Report
 from verifier.sampling import (
     choose_segments,
@@ -42,6 +43,7 @@ class VerifyOptions:
     workers: int = 1
     threads: int | None = None           # force a CPU thread count (None: the recorded one)
     top_updates: int = 2                 # also replay the segments with the largest LR-normalised updates
+    calibrate: bool = True               # tolerance mode: calibrate max_distance on this stack (verifier.calibration)
     progress_check: bool = True
 
 
@@ -157,8 +159,23 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_s
     if not chosen:
         report.add("replay", False, "no segments", "the proof has no segment to replay")
         return
-    config = JudgeConfig(str(reader.path), model_spec, data_spec, device, mode, opts.tolerance,
+    tolerance = opts.tolerance
+    config = JudgeConfig(str(reader.path), model_spec, data_spec, device, mode, tolerance,
                          opts.progress_check, torch.get_num_threads(), response)
+    if mode == "tolerance" and opts.calibrate and device == "cpu" and \
+            reader.plan.environment.get("device_type") == "cpu":
+        judge = SegmentJudge(config, data)
+        try:
+            noise = measure_noise(judge, chosen[0])
+        finally:
+            judge.close()
+        tolerance = calibrated(tolerance, noise)
+        config = replace(config, tolerance=tolerance)
+        report.info["tolerance_calibration"] = {
+            "noise_1_vs_2_threads": noise, "max_distance": tolerance.max_distance,
+            "rule": f"clamp({FACTOR} x noise, {FLOOR}, {opts.tolerance.max_distance})"}
+    if mode == "tolerance":
+        report.info["tolerance"] = {"max_distance": tolerance.max_distance, "min_progress": tolerance.min_progress}
     cores = os.cpu_count() or 1
     if opts.workers > 1 and opts.workers * torch.get_num_threads() > cores:
         report.info["warning"] = (f"{opts.workers} workers x {torch.get_num_threads()} threads exceed {cores} cores; "

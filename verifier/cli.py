@@ -47,7 +47,8 @@ def verify_cmd(target: str, key: str | None, proof: str | None, response: str | 
     tol = Tolerance(max_distance if max_distance is not None else tol.max_distance,
                     min_progress if min_progress is not None else tol.min_progress)
     opts = VerifyOptions(segments=segments, seed=seed, device=device, mode=mode, data=data_spec,
-                         model=model_spec, tolerance=tol, workers=workers, threads=threads)
+                         model=model_spec, tolerance=tol, workers=workers, threads=threads,
+                         calibrate=max_distance is None)
     from pol.weights_io import is_weights_path
 
     with ProgressFactory(progress_enabled(json_output)) as bars:

@@ -86,14 +86,17 @@ class Replayer:
         return capture(self.model, self.optimizer, start_step + len(indices), self.names)
 
     def mean_loss(self, state: State, indices: np.ndarray, source: BatchSource | None = None) -> float:
-        """Mean loss of a model state over batches (eval mode, no update); for the progress check."""
+        """Mean loss of a model state over batches, without updating it; for the progress check.
+
+        Train-mode forward (BatchNorm uses the batch's own statistics, as in training; eval-mode
+        running statistics lag badly early in training), under a fixed seed and without gradients.
+        Buffer side effects are discarded: every call restores the state first.
+        """
         torch = self._torch
         source = source or self.batches
         restore(self.model, self.optimizer, state, self.names, self.device)
-        self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
             x, y = source.batch(np.asarray(indices).reshape(-1))  # one large forward pass
             total = float(self.loss_fn(self.model(x), y, reduction="sum"))
-            count = int(np.asarray(indices).size)
-        self.model.train()
-        return total / max(count, 1)
+        return total / max(int(np.asarray(indices).size), 1)

@@ -1,0 +1,77 @@
+"""Segment selection (largest updates), drift figure, progress rule, calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from verifier.calibration import FLOOR, calibrated, measure_noise
+from verifier.drift import MAX_MEAN_TOWARD, drift_check, error_toward_final
+from verifier.progress import SegmentProgress, progress_check
+from verifier.sampling import detection_probability, largest_updates, smallest_detectable_fraction
+from verifier.scan import scan_checkpoints
+from verifier.segments import JudgeConfig, SegmentJudge
+from verifier.tolerance import Tolerance
+
+
+def test_largest_updates_and_detectable_fraction() -> None:
+    sizes = {0: 1.0, 1: 1.1, 2: 9.0, 3: 0.9, 4: 3.0}
+    assert largest_updates(sizes, 2) == [2, 4]
+    assert largest_updates(sizes, 0) == []
+    f = smallest_detectable_fraction(100, 10, 0.99)
+    assert f is not None and detection_probability(100, 10, f) >= 0.99
+    assert detection_probability(100, 10, f - 0.01) < 0.99
+    assert smallest_detectable_fraction(10, 10, 0.99) == 0.1
+
+
+def test_scan_update_sizes_are_normalised_by_the_committed_lr(honest_proof: Path) -> None:
+    from pol.proof_file import ProofReader
+
+    with ProofReader(honest_proof) as r:
+        scan = scan_checkpoints(r)
+    assert sorted(scan.update_size) == [0, 1, 2, 3]
+    assert all(np.isfinite(v) and v > 0 for v in scan.update_size.values())
+    assert scan.digest_mismatch == []
+
+
+def _state(v: np.ndarray) -> dict:
+    return {"model/w": v.astype(np.float32)}
+
+
+def test_drift_figure_separates_steering_from_noise() -> None:
+    rng = np.random.default_rng(0)
+    final = rng.normal(size=500)
+    replayed = rng.normal(size=500)
+    steered = replayed + 0.05 * (final - replayed)
+    noisy = replayed + 0.05 * rng.normal(size=500)
+    assert error_toward_final(_state(steered), _state(replayed), final.astype(np.float32)) > 0.99
+    assert abs(error_toward_final(_state(noisy), _state(replayed), final.astype(np.float32))) < 0.2
+    assert drift_check([0.9, 0.8, 0.95]).passed is False
+    assert drift_check([0.05, -0.1, 0.02]).passed is True
+    assert drift_check([MAX_MEAN_TOWARD + 0.01]).passed is False
+    assert drift_check([]).passed is None
+
+
+def test_progress_rule_tolerates_noise_but_not_a_clear_deficit() -> None:
+    honest = [SegmentProgress(i, 0.30 + 0.01 * i, 0.28 + 0.012 * i) for i in range(5)]
+    assert progress_check(honest).passed is True
+    noisy = [SegmentProgress(0, 0.30, 0.31), SegmentProgress(1, 0.30, 0.28), SegmentProgress(2, 0.30, 0.305)]
+    assert progress_check(noisy).passed is True
+    forged = [SegmentProgress(i, 0.0, 0.3 + 0.001 * i) for i in range(5)]
+    assert progress_check(forged).passed is False
+    assert progress_check([]).passed is None
+
+
+def test_calibration_measures_tiny_noise_for_an_mlp(honest_proof: Path) -> None:
+    config = JudgeConfig(str(honest_proof), "digits-mlp", "digits-mlp", "cpu", "tolerance", Tolerance(), False, 1)
+    judge = SegmentJudge(config)
+    try:
+        noise = measure_noise(judge, 1)
+    finally:
+        judge.close()
+    assert noise is not None and noise < 1e-3
+    assert calibrated(Tolerance(), noise).max_distance == FLOOR
+    assert calibrated(Tolerance(max_distance=0.25), 0.04).max_distance == 0.2
+    assert calibrated(Tolerance(max_distance=0.25), 1.0).max_distance == 0.25
+    assert calibrated(Tolerance(), None) == Tolerance()
