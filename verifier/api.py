@@ -11,6 +11,7 @@ from typing import Any, Callable
 from pol.envinfo import environment_fingerprint, exact_mismatches
 from pol.errors import DataUnavailableError
 from pol.keys import TrustedKey, resolve_trusted_key
+from pol.legacy import LEGACY_UNVERIFIABLE_CHECKS, is_legacy, legacy_limitations
 from pol.proof_file import ProofReader
 from pol.tasks import TASKS, TaskData, load_data
 from verifier import checks
@@ -99,19 +100,30 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
         report = Report(subject=str(proof))
         report.info["signer_trust"] = "self-asserted" if trusted is None else "trusted key"
         scan = scan_checkpoints(reader)
-        report.extend([
+        legacy = is_legacy(reader)
+        integrity = [
             checks.signer_check(reader, trusted),
             checks.plan_signature_check(reader),
             checks.final_signature_check(reader),
             checks.chain_check(reader, scan),
-            checks.plan_consistency_check(reader, scan),
+            checks.plan_consistency_check(reader, scan, committed_order=not legacy),
             checks.final_weights_check(reader),
-        ])
+        ]
+        if legacy:
+            report.info["legacy"] = True
+            report.info["legacy_limitations"] = legacy_limitations(reader)
+            integrity = [not_applicable_for_legacy(c) for c in integrity]
+            opts = replace(opts, mode="tolerance" if opts.mode == "auto" else opts.mode)
+        report.extend(integrity)
         model_spec = resolve_spec(reader.plan.model.get("spec"), opts.model, "model")
         data_spec = resolve_spec(reader.plan.data.get("spec"), opts.data, "data")
         data = load_data(data_spec, reader.plan.data.get("kwargs") or {})
-        report.add(*_as_args(checks.data_check(reader, data.train)))
-        report.add(*_as_args(checks.init_check(reader, model_spec)))
+        if legacy:
+            report.extend([not_applicable_for_legacy(Check("data_commitment", None)),
+                           not_applicable_for_legacy(Check("initialization", None))])
+        else:
+            report.add(*_as_args(checks.data_check(reader, data.train)))
+            report.add(*_as_args(checks.init_check(reader, model_spec)))
         replay_segments(reader, report, data, model_spec, data_spec, opts, progress, response, scan)
         if "zk" in reader.h5:
             report.extend(zk_checks(str(proof), trusted))
@@ -124,6 +136,14 @@ def zk_checks(proof: str, trusted: TrustedKey | None) -> list[Check]:
 
     return [Check(d["name"], d["passed"], d.get("figure", ""), d.get("detail", ""))
             for d in verify_zk_section(proof, trusted)]
+
+
+def not_applicable_for_legacy(check: Check) -> Check:
+    """A check a legacy proof cannot pass or fail meaningfully: reported, never counted as passing."""
+    reason = LEGACY_UNVERIFIABLE_CHECKS.get(check.name)
+    if reason is None:
+        return check
+    return Check(check.name, None, "not applicable (legacy)", reason)
 
 
 def _as_args(check: Check) -> tuple[str, bool | None, str, str]:

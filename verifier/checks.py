@@ -83,7 +83,9 @@ def chain_check(reader: ProofReader, scan: CheckpointScan) -> Check:
     return Check("chain", True, f"{n} links intact", f"{len(reader.stored_checkpoints)} stored checkpoints rehashed")
 
 
-def plan_consistency_check(reader: ProofReader, scan: CheckpointScan) -> Check:
+def plan_consistency_check(reader: ProofReader, scan: CheckpointScan, committed_order: bool = True) -> Check:
+    """Counts and steps; with ``committed_order`` (native proofs) also the seeded batch order and the
+    committed LR schedule (a legacy proof commits neither)."""
     plan = reader.plan
     problems: list[str] = []
     n = reader.num_checkpoints
@@ -96,6 +98,8 @@ def plan_consistency_check(reader: ProofReader, scan: CheckpointScan) -> Check:
     expected_steps = [plan.checkpoint_step(i) for i in range(n)]
     if list(map(int, reader.checkpoint_steps)) != expected_steps:
         problems.append("checkpoint steps do not follow k")
+    if not committed_order:
+        return _plan_result(problems, plan, "legacy: batch order and LR schedule are not committed; counts checked")
     try:
         schedule = BatchSchedule(plan.seed, int(plan.data["num_samples"]), plan.batch_size)
         recorded = reader.indices()
@@ -116,10 +120,13 @@ def plan_consistency_check(reader: ProofReader, scan: CheckpointScan) -> Check:
             problems.append(f"checkpoint {i} says step {scan.recorded_step.get(i)}, the chain says {step}")
     if lr_bad:
         problems.append(f"learning rate in checkpoint(s) {lr_bad[:5]} differs from the committed schedule")
+    return _plan_result(problems, plan, "indices follow the seeded order; LR follows the committed schedule")
+
+
+def _plan_result(problems: list[str], plan: Any, ok_detail: str) -> Check:
     if problems:
         return Check("plan_consistency", False, f"{len(problems)} problem(s)", "; ".join(problems[:4]))
-    return Check("plan_consistency", True, f"{plan.num_steps} steps, k={plan.every}, B={plan.batch_size}",
-                 "indices follow the seeded order; LR follows the committed schedule")
+    return Check("plan_consistency", True, f"{plan.num_steps} steps, k={plan.every}, B={plan.batch_size}", ok_detail)
 
 
 def data_check(reader: ProofReader, dataset: Any) -> Check:

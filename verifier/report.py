@@ -43,6 +43,8 @@ class Report:
         if self.failed:
             return "rejected"
         skipped = [c for c in self.checks if c.passed is None]
+        if self.info.get("legacy"):
+            return "legacy-replay-consistent" if self.checks else "incomplete"  # never "verified"
         if skipped and all(c.name == "signer" for c in skipped):
             return "self-asserted"  # consistent, but nobody vouches for the signer
         if not self.checks or skipped:
@@ -75,9 +77,11 @@ class Report:
         out = stream or sys.stderr
         width = max([len(c.name) for c in self.checks] + [5])
         out.write(f"proof-of-learning verification: {self.subject}\n")
-        for key in ("mode", "signer_trust", "segments_replayed", "detection_probability"):
+        for key in ("mode", "signer_trust", "segments_replayed", "detection_probability", "warning"):
             if key in self.info:
                 out.write(f"  {key.replace('_', ' ')}: {self.info[key]}\n")
+        for line in self.info.get("legacy_limitations", []):
+            out.write(f"  LEGACY: {line}\n")
         for c in self.checks:
             mark = {True: "PASS", False: "FAIL", None: "SKIP"}[c.passed]
             line = f"  {mark}  {c.name:<{width}}  {c.figure}"

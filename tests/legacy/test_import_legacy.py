@@ -111,3 +111,23 @@ def test_malformed_directories_exit_2(breakage: str, legacy_dir: Path, tmp_path:
     code, doc, err = _import(capsys, src, tmp_path / "bad.pol.h5")
     assert code == 2 and doc is None, err
     assert "Traceback" not in err and (err.startswith("pol: error:") or "Error: Invalid value" in err), err
+
+
+def test_verify_cli_reports_legacy_limitations_and_exits_1(legacy_dir: Path, tmp_path: Path, capsys) -> None:
+    import json as _json
+
+    from pol.cli import main
+
+    out = tmp_path / "legacy.pol.h5"
+    assert _import(capsys, legacy_dir, out)[0] == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["verify", str(out), "--model", "digits-mlp", "--data", "digits-mlp", "--segments", "3", "--json"])
+    doc = _json.loads(capsys.readouterr().out)
+    assert exc.value.code == 1
+    assert doc["verdict"] == "legacy-replay-consistent" and doc["mode"] == "tolerance"
+    by_name = {c["name"]: c for c in doc["checks"]}
+    for name in ("signer", "plan_signature", "final_signature", "data_commitment", "initialization"):
+        assert by_name[name]["passed"] is None and by_name[name]["figure"] == "not applicable (legacy)"
+    assert by_name["replay"]["passed"] is True and by_name["chain"]["passed"] is True
+    text = " ".join(doc["legacy_limitations"])
+    assert "NOT signed" in text and "batch order is not committed" in text and "no plan was committed" in text
