@@ -26,8 +26,8 @@ PLAN_DOMAIN = b"pol-plan-sig-v1"
 FINAL_DOMAIN = b"pol-final-sig-v1"
 
 
-def open_writer(path: str | os.PathLike[str], plan: Plan, key: SigningKey, *, codec: str = "xor-zstd",
-                keyframe_every: int = 10, anchor_every: int | None = None, overwrite: bool = False,
+def open_writer(path: str | os.PathLike[str], plan: Plan, key: SigningKey, *, codec: str = "delta-zstd",
+                keyframe_every: int = 50, anchor_every: int | None = None, overwrite: bool = False,
                 attrs: dict[str, Any] | None = None) -> tuple[ProofWriter, BackgroundChainWriter]:
     """Create the file, sign the plan, and return the writer with its chain builder."""
     plan_bytes = plan.to_bytes()

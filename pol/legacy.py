@@ -182,7 +182,7 @@ def _schedule(first: Mapping[str, Any], lrs: list[tuple[int, float]], num_steps:
 
 def import_legacy(src: str | os.PathLike[str], out: str | os.PathLike[str], *, model_spec: str | None = None,
                   data_spec: str | None = None, num_samples: int | None = None, overwrite: bool = False,
-                  codec: str = "xor-zstd") -> dict[str, Any]:
+                  codec: str = "delta-zstd") -> dict[str, Any]:
     """Convert a reference-layout directory into a legacy proof file; returns a summary."""
     from nacl.signing import SigningKey
 

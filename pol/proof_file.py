@@ -18,6 +18,7 @@ from pol.hashing import contiguous
 from pol import codec as _codec
 from pol.errors import ProofFormatError
 from pol.plan import Plan
+from pol.schedule import lr_at
 
 FORMAT_NAME = "proof-of-learning"
 FORMAT_VERSION = 1
@@ -37,7 +38,7 @@ class ProofWriter:
     """Appends to a proof file; used from the recorder's background writer thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, plan_bytes: bytes, plan_signature: bytes,
-                 public_key: bytes, batch_size: int, codec: str = "xor-zstd", keyframe_every: int = 10,
+                 public_key: bytes, batch_size: int, codec: str = _codec.DEFAULT_CODEC, keyframe_every: int = 50,
                  mode: str = "full", overwrite: bool = False):
         import h5py
 
@@ -64,7 +65,9 @@ class ProofWriter:
         chain.create_dataset("state_digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
         chain.create_dataset("steps", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,))
         f.create_group("checkpoints")
+        self._schedule = Plan.from_bytes(plan_bytes).lr_schedule
         self._previous: dict[str, np.ndarray] | None = None
+        self._previous_step = 0
         self._stored = 0
         f.flush()
 
@@ -89,19 +92,19 @@ class ProofWriter:
         group.attrs["step"] = step
         keyframe = self._stored % self.keyframe_every == 0
         group.attrs["keyframe"] = keyframe
-        previous = None if keyframe else self._previous
-        for name in sorted(state):
-            arr = contiguous(state[name])
-            if self.codec == "raw":
-                kwargs = {"compression": "gzip", "shuffle": True} if arr.size > 16 else {}
-                group.create_dataset(name, data=arr, **kwargs)
-                continue
-            base = _codec.delta_base(name, arr.dtype, arr.shape, previous)
-            ds = group.create_dataset(name, data=np.frombuffer(_codec.encode_tensor(arr, base), np.uint8))
-            ds.attrs["dtype"] = arr.dtype.str
-            ds.attrs["shape"] = ",".join(str(d) for d in arr.shape)
-            ds.attrs["delta"] = base is not None
-        self._previous = state
+        if self.codec == "raw":
+            for name in sorted(state):
+                arr = contiguous(state[name])
+                group.create_dataset(name, data=arr, **({"compression": "gzip", "shuffle": True} if arr.size > 16 else {}))
+        else:
+            previous = None if keyframe else self._previous
+            lr_sum = 0.0
+            if previous is not None:
+                lr_sum = float(sum(lr_at(self._schedule, t) for t in range(self._previous_step, step)))
+            encoded = _codec.encode_checkpoint(state, previous, lr_sum)
+            for name in ("index", "deltas", "plain"):
+                group.create_dataset(name, data=np.frombuffer(getattr(encoded, name), np.uint8))
+        self._previous, self._previous_step = state, step
         self._stored += 1
 
     def set_attr(self, name: str, value: Any) -> None:
@@ -245,47 +248,30 @@ class ProofReader:
 
     def _decode(self, i: int) -> dict[str, np.ndarray]:
         group = self.h5["checkpoints"][_ckpt_name(i)]
-        if self.codec == "raw" or bool(group.attrs.get("keyframe", True)):
-            previous = None
-        else:
+        if self.codec == "raw":
+            state: dict[str, np.ndarray] = {}
+
+            def visit(name: str, obj: Any) -> None:
+                if hasattr(obj, "dtype"):
+                    if obj.dtype.kind not in _NUMERIC_KINDS or obj.size > MAX_ELEMENTS:
+                        raise ProofFormatError(f"tensor {name} has an unsupported dtype or size")
+                    state[name] = np.asarray(obj[()])
+
+            group.visititems(visit)
+            return state
+        previous = None
+        if not bool(group.attrs.get("keyframe", True)):
             pos = self.stored_checkpoints.index(i)
             if pos == 0:
                 raise ProofFormatError(f"checkpoint {i} is a delta with no earlier checkpoint")
-            prev_i = self.stored_checkpoints[pos - 1]
-            if self._cache is not None and self._cache[0] == prev_i:
-                previous = self._cache[1]
-            else:
-                previous = self.checkpoint_state(prev_i)
-        state: dict[str, np.ndarray] = {}
-
-        def visit(name: str, obj: Any) -> None:
-            if hasattr(obj, "dtype"):
-                state[name] = self._read_tensor(name, obj, previous)
-
-        group.visititems(visit)
-        return state
-
-    def _read_tensor(self, name: str, ds: Any, previous: dict[str, np.ndarray] | None) -> np.ndarray:
-        if self.codec == "raw":
-            if ds.dtype.kind not in _NUMERIC_KINDS or ds.size > MAX_ELEMENTS:
-                raise ProofFormatError(f"tensor {name} has an unsupported dtype or size")
-            return np.asarray(ds[()])
-        try:
-            dtype = np.dtype(str(ds.attrs["dtype"]))
-            text = str(ds.attrs["shape"])
-            shape = tuple(int(s) for s in text.split(",")) if text else ()
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProofFormatError(f"tensor {name} lacks valid dtype/shape attributes ({exc})") from None
-        if dtype.kind not in _NUMERIC_KINDS or any(s < 0 for s in shape) or int(np.prod(shape)) > MAX_ELEMENTS:
-            raise ProofFormatError(f"tensor {name} has an unsupported dtype or shape")
-        if ds.dtype != np.uint8 or ds.ndim != 1:
-            raise ProofFormatError(f"tensor {name} must be stored as a uint8 blob under codec xor-zstd")
-        base = None
-        if bool(ds.attrs.get("delta", False)):
-            base = _codec.delta_base(name, dtype, shape, previous)
-            if base is None:
-                raise ProofFormatError(f"tensor {name} is a delta but its base is missing or differs")
-        return _codec.decode_tensor(ds[()].tobytes(), dtype, shape, base)
+            previous = self.checkpoint_state(self.stored_checkpoints[pos - 1])
+        parts = {}
+        for name in ("index", "deltas", "plain"):
+            ds = group.get(name)
+            if ds is None or not hasattr(ds, "dtype") or ds.dtype != np.uint8 or ds.ndim != 1:
+                raise ProofFormatError(f"checkpoint {i}: /{name} must be a uint8 byte string")
+            parts[name] = ds[()].tobytes()
+        return _codec.decode_checkpoint(_codec.Encoded(**parts), previous, MAX_ELEMENTS)
 
     def stored_bytes(self) -> int:
         return self.path.stat().st_size

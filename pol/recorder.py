@@ -77,8 +77,8 @@ class Recorder:
         steps: int | None = None,
         lr_schedule: dict[str, Any] | None = None,
         loss: str = "cross_entropy",
-        codec: str = "xor-zstd",
-        keyframe_every: int = 10,
+        codec: str = "delta-zstd",
+        keyframe_every: int = 50,
         compact_anchor_every: int | None = None,
         overwrite: bool = False,
     ):

@@ -4,7 +4,7 @@
     python scripts/bench_storage.py --json            # resnet20: 300 steps at k=10; digits-cnn: 470
     python scripts/bench_storage.py --json --quick    # resnet20: 60 steps; digits-cnn: 200
 
-For each task a full proof is recorded with :class:`pol.Recorder` (codec ``xor-zstd``, the
+For each task a full proof is recorded with :class:`pol.Recorder` (codec ``delta-zstd``, the
 default, k=10). Its checkpoints are then written again, through the same writer the recorder
 uses (:func:`pol.assemble.assemble_proof`, same plan, so the same chain), as a ``raw``-codec
 proof (gzip + shuffle) and as a compact proof with an anchor every K=10 checkpoints
@@ -206,7 +206,7 @@ def bench_task(task: str, steps: int, d: Path) -> dict[str, Any]:
     sk = load_signing_key(key)
     raw_path, compact = d / f"{task}.raw.pol.h5", d / f"{task}.compact.pol.h5"
     assemble_proof(raw_path, plan, states, indices, sk, codec="raw", overwrite=True)
-    assemble_proof(compact, plan, states, indices, sk, codec="xor-zstd", anchor_every=ANCHOR, overwrite=True)
+    assemble_proof(compact, plan, states, indices, sk, codec="delta-zstd", anchor_every=ANCHOR, overwrite=True)
     for p in (raw_path, compact):
         with ProofReader(p) as r:
             if r.chain_digests[-1] != head:
@@ -224,7 +224,7 @@ def bench_task(task: str, steps: int, d: Path) -> dict[str, Any]:
     anchor_deltas = [b for j, (_, b) in enumerate(sorted(per_compact.items())) if j % KEYFRAME != 0]
     ckpt_raw = tensor_bytes[-1]
     latest = d / f"{task}.full-latest.pol.h5"
-    with_libver_latest(assemble_proof, latest, plan, states, indices, sk, codec="xor-zstd", overwrite=True)
+    with_libver_latest(assemble_proof, latest, plan, states, indices, sk, codec="delta-zstd", overwrite=True)
     round_trip(latest)
     out: dict[str, Any] = {
         "task": task, "steps": steps, "every": EVERY, "checkpoints": len(states), "record_s": round(train_s, 2),

@@ -8,7 +8,7 @@
 Three loops see the same initial model and the same batches, interleaved per round:
 
 * ``plain``: no recording.
-* ``ours``: :class:`pol.Recorder` (HDF5, xor-zstd, hash chain, signatures), timed from the first
+* ``ours``: :class:`pol.Recorder` (HDF5, delta-zstd, hash chain, signatures), timed from the first
   batch to the end of ``close()``.
 * ``reference``: ``torch.save({'net': model.state_dict(), 'optimizer': optimizer.state_dict()},
   f"model_step_{step}")`` every k steps, ``np.save('indices.npy', ...)`` at the end.

@@ -20,7 +20,7 @@ from pol.cli._common import emit_json, progress, progress_enabled
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the task's).")
 @click.option("--batch-size", type=int, default=None, help="Batch size (default: the task's).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
-@click.option("--codec", type=click.Choice(["xor-zstd", "raw"]), default="xor-zstd", show_default=True,
+@click.option("--codec", type=click.Choice(["delta-zstd", "raw"]), default="delta-zstd", show_default=True,
               help="Checkpoint coding; raw is plain gzip HDF5 datasets.")
 @click.option("--compact", "anchor_every", type=int, default=None,
               help="Compact proof: store full checkpoints only every K checkpoints (anchors).")

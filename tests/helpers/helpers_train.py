@@ -12,7 +12,7 @@ from pol.training import loss_function, optimizer_class
 
 
 def train_recorded(path: Path, key: Path, *, task: str = "digits-mlp", steps: int = 40, every: int = 10,
-                   seed: int = 0, codec: str = "xor-zstd", anchor: int | None = None,
+                   seed: int = 0, codec: str = "delta-zstd", anchor: int | None = None,
                    lr: float | None = None, data_kwargs: dict | None = None) -> Path:
     spec = get_task(task)
     data = pol.load_data(task, data_kwargs or {})

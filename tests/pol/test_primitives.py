@@ -107,20 +107,53 @@ def test_lr_schedules() -> None:
         lr_at({"kind": "table", "values": [0.1]}, 1)
 
 
+_DTYPES = st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.float16])
+_SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=7)
+
+
 @settings(max_examples=60, deadline=None)
-@given(hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.float16]),
-                  hnp.array_shapes(min_dims=0, max_dims=3, max_side=7)), st.booleans())
-def test_codec_round_trip_is_bitwise(array: np.ndarray, use_base: bool) -> None:
-    base = np.roll(array, 1) if use_base and array.ndim else None
-    blob = codec.encode_tensor(array, base)
-    out = codec.decode_tensor(blob, array.dtype, array.shape, base)
-    assert out.dtype == array.dtype and out.shape == array.shape
-    assert out.tobytes() == array.tobytes()  # bitwise, NaN payloads included
+@given(st.data(), st.booleans(), st.floats(0, 2, allow_nan=False))
+def test_codec_round_trip_is_bitwise(data: st.DataObject, with_previous: bool, lr_sum: float) -> None:
+    names = data.draw(st.lists(st.sampled_from(["model/w", "model/b", "optim/state/w/momentum_buffer",
+                                                "optim/lr", "rng/x", "meta/step"]), unique=True, min_size=1))
+    state, previous = {}, {}
+    for name in names:
+        shape = data.draw(_SHAPES)
+        dtype = np.float32 if name != "meta/step" and data.draw(st.booleans()) else data.draw(_DTYPES)
+        state[name] = data.draw(hnp.arrays(dtype, shape))
+        if with_previous and data.draw(st.booleans()):
+            previous[name] = data.draw(hnp.arrays(dtype, shape))  # NaN and inf patterns included
+    prev = previous if with_previous else None
+    encoded = codec.encode_checkpoint(state, prev, lr_sum)
+    out = codec.decode_checkpoint(encoded, prev)
+    assert sorted(out) == sorted(state)
+    for name, arr in state.items():
+        assert out[name].dtype == arr.dtype and out[name].shape == arr.shape
+        assert out[name].tobytes() == arr.tobytes()  # bitwise, NaN payloads included
 
 
-def test_codec_rejects_corrupt_or_wrong_size_blob() -> None:
-    blob = codec.encode_tensor(np.arange(10, dtype=np.float32), None)
+def test_codec_compresses_small_updates_and_predicts_momentum() -> None:
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=20000).astype(np.float32)
+    m0 = rng.normal(size=20000).astype(np.float32) * 0.01
+    w1 = (w0 - 0.01 * m0).astype(np.float32)
+    prev = {"model/w": w0, "optim/state/w/momentum_buffer": m0}
+    cur = {"model/w": w1, "optim/state/w/momentum_buffer": m0}
+    raw = sum(v.nbytes for v in cur.values())
+    enc = codec.encode_checkpoint(cur, prev, lr_sum=0.01)
+    assert len(enc.deltas) + len(enc.plain) < 0.5 * raw
+    assert codec.decode_checkpoint(enc, prev)["model/w"].tobytes() == w1.tobytes()
+
+
+def test_codec_rejects_corrupt_or_inconsistent_input() -> None:
+    state = {"model/w": np.arange(10, dtype=np.float32)}
+    enc = codec.encode_checkpoint(state, state, 0.0)
     with pytest.raises(ProofFormatError):
-        codec.decode_tensor(blob[:-3], np.dtype(np.float32), (10,), None)
-    with pytest.raises(ProofFormatError):
-        codec.decode_tensor(blob, np.dtype(np.float32), (11,), None)
+        codec.decode_checkpoint(codec.Encoded(enc.index, enc.deltas[:-3], enc.plain), state)
+    with pytest.raises(ProofFormatError, match="base"):
+        codec.decode_checkpoint(enc, None)
+    bad_index = enc.index.replace(b'"count": 10', b'"count": 11')
+    with pytest.raises(ProofFormatError, match="counts"):
+        codec.decode_checkpoint(codec.Encoded(bad_index, enc.deltas, enc.plain), state)
+    with pytest.raises(ProofFormatError, match="index"):
+        codec.decode_checkpoint(codec.Encoded(b"{not json", enc.deltas, enc.plain), state)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_runner import run_json, run_pol
-from conftest import record_run
+from publish_helpers import record_run
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run_json, run_pol
-from conftest import forge_interpolation, record_run
+from publish_helpers import forge_interpolation, record_run
 
 FAST = ["--segments", "2", "--seed", "0"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_runner import failed_checks, run_json, run_pol
-from conftest import record_run
+from publish_helpers import record_run
 from safetensors.torch import load_file, save_file
 
 from pol.keys import fingerprint, load_verify_key
