@@ -19,7 +19,7 @@ from verifier.drift import drift_check
 from verifier.progress import progress_check
 from verifier.replay import pick_device
 from verifier.calibration import FACTOR, FLOOR, calibrated, measure_noise
-from verifier.segments import JudgeConfig, SegmentJudge, judge_segments
+from verifier.segments import JudgeConfig, ReplayPool, SegmentJudge
 from verifier.report import Check, Report
 from verifier.sampling import (
     choose_segments,
@@ -99,35 +99,46 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
     with ProofReader(proof) as reader:
         report = Report(subject=str(proof))
         report.info["signer_trust"] = "self-asserted" if trusted is None else "trusted key"
-        scan = scan_checkpoints(reader)
         legacy = is_legacy(reader)
-        integrity = [
-            checks.signer_check(reader, trusted),
-            checks.plan_signature_check(reader),
-            checks.final_signature_check(reader),
-            checks.chain_check(reader, scan),
-            checks.plan_consistency_check(reader, scan, committed_order=not legacy),
-            checks.final_weights_check(reader),
-        ]
         if legacy:
             report.info["legacy"] = True
             report.info["legacy_limitations"] = legacy_limitations(reader)
-            integrity = [not_applicable_for_legacy(c) for c in integrity]
             opts = replace(opts, mode="tolerance" if opts.mode == "auto" else opts.mode)
-        report.extend(integrity)
         model_spec = resolve_spec(reader.plan.model.get("spec"), opts.model, "model")
         data_spec = resolve_spec(reader.plan.data.get("spec"), opts.data, "data")
-        data = load_data(data_spec, reader.plan.data.get("kwargs") or {})
-        if legacy:
-            report.extend([not_applicable_for_legacy(Check("data_commitment", None)),
-                           not_applicable_for_legacy(Check("initialization", None))])
-        else:
-            report.add(*_as_args(checks.data_check(reader, data.train)))
-            report.add(*_as_args(checks.init_check(reader, model_spec)))
-        replay_segments(reader, report, data, model_spec, data_spec, opts, progress, response, scan)
+        device = _auto_device(reader, opts.device)
+        mode, mismatches = choose_mode(reader, device, opts.mode, opts.threads)
+        config = JudgeConfig(str(reader.path), model_spec, data_spec, device, mode, opts.tolerance,
+                             opts.progress_check, _threads(), response)
+        with ReplayPool(config, opts.workers) as pool:  # workers start now, overlapping the checks below
+            scan = scan_checkpoints(reader)
+            integrity = [
+                checks.signer_check(reader, trusted),
+                checks.plan_signature_check(reader),
+                checks.final_signature_check(reader),
+                checks.chain_check(reader, scan),
+                checks.plan_consistency_check(reader, scan, committed_order=not legacy),
+                checks.final_weights_check(reader),
+            ]
+            report.extend([not_applicable_for_legacy(c) for c in integrity] if legacy else integrity)
+            data = load_data(data_spec, reader.plan.data.get("kwargs") or {})
+            if legacy:
+                report.extend([not_applicable_for_legacy(Check("data_commitment", None)),
+                               not_applicable_for_legacy(Check("initialization", None))])
+            else:
+                report.extend([checks.data_check(reader, data.train), checks.init_check(reader, model_spec)])
+            report.info.update({"mode": mode, "device": device, "threads": _threads(),
+                                "environment_mismatches": mismatches})
+            replay_segments(reader, report, data, opts, progress, response, scan, pool)
         if "zk" in reader.h5:
             report.extend(zk_checks(str(proof), trusted))
         return report
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def zk_checks(proof: str, trusted: TrustedKey | None) -> list[Check]:
@@ -146,43 +157,33 @@ def not_applicable_for_legacy(check: Check) -> Check:
     return Check(check.name, None, "not applicable (legacy)", reason)
 
 
-def _as_args(check: Check) -> tuple[str, bool | None, str, str]:
-    return check.name, check.passed, check.figure, check.detail
-
-
-def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_spec: str, data_spec: str,
-                    opts: VerifyOptions, progress: Callable[[str, int], Any] | None, response: str | None = None,
-                    scan: CheckpointScan | None = None) -> None:
+def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: VerifyOptions,
+                    progress: Callable[[str, int], Any] | None, response: str | None,
+                    scan: CheckpointScan, pool: ReplayPool) -> None:
+    """Choose segments, calibrate tolerance if needed, judge them, and add the replay checks."""
     import time
 
-    import torch
-
-    device = _auto_device(reader, opts.device)
-    mode, mismatches = choose_mode(reader, device, opts.mode, opts.threads)
+    config, mode = pool.config, pool.config.mode
     n_segments = reader.num_checkpoints - 1
     count = opts.segments if opts.segments is not None else default_segment_count(n_segments)
     chosen, seed, how = select_segments(reader, n_segments, count, opts.seed, response, opts.segments is not None)
     random_count = len(chosen)
     largest: list[int] = []
-    if response is None and scan is not None and opts.top_updates > 0:
+    if response is None and opts.top_updates > 0:
         largest = largest_updates(scan.update_size, opts.top_updates)
         chosen = sorted(set(chosen) | set(largest))
     report.info.update({
-        "mode": mode, "device": device, "threads": torch.get_num_threads(), "verifier_seed": seed,
-        "segment_selection": how, "segments_total": n_segments, "segments_replayed": len(chosen),
-        "largest_updates_replayed": largest,
+        "verifier_seed": seed, "segment_selection": how, "segments_total": n_segments,
+        "segments_replayed": len(chosen), "largest_updates_replayed": largest,
         "detection_probability": {"f=0.1": round(detection_probability(n_segments, random_count, 0.1), 4),
                                   "f=0.5": round(detection_probability(n_segments, random_count, 0.5), 4)},
         "smallest_forged_fraction_caught_99pct": smallest_detectable_fraction(n_segments, random_count, 0.99),
-        "environment_mismatches": mismatches,
     })
     if not chosen:
         report.add("replay", False, "no segments", "the proof has no segment to replay")
         return
-    tolerance = opts.tolerance
-    config = JudgeConfig(str(reader.path), model_spec, data_spec, device, mode, tolerance,
-                         opts.progress_check, torch.get_num_threads(), response)
-    if mode == "tolerance" and opts.calibrate and device == "cpu" and \
+    tolerance = config.tolerance
+    if mode == "tolerance" and opts.calibrate and config.device == "cpu" and \
             reader.plan.environment.get("device_type") == "cpu":
         judge = SegmentJudge(config, data)
         try:
@@ -190,19 +191,18 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, model_s
         finally:
             judge.close()
         tolerance = calibrated(tolerance, noise)
-        config = replace(config, tolerance=tolerance)
         report.info["tolerance_calibration"] = {
             "noise_1_vs_2_threads": noise, "max_distance": tolerance.max_distance,
             "rule": f"clamp({FACTOR} x noise, {FLOOR}, {opts.tolerance.max_distance})"}
     if mode == "tolerance":
         report.info["tolerance"] = {"max_distance": tolerance.max_distance, "min_progress": tolerance.min_progress}
     cores = os.cpu_count() or 1
-    if opts.workers > 1 and opts.workers * torch.get_num_threads() > cores:
-        report.info["warning"] = (f"{opts.workers} workers x {torch.get_num_threads()} threads exceed {cores} cores; "
+    if opts.workers > 1 and opts.workers * _threads() > cores:
+        report.info["warning"] = (f"{opts.workers} workers x {_threads()} threads exceed {cores} cores; "
                                   "replay will be slower than with fewer workers (use --threads 1 or fewer workers)")
     t0 = time.perf_counter()
     advance = progress("replay", len(chosen)) if progress else None
-    outcomes = judge_segments(config, chosen, opts.workers, advance, data)
+    outcomes = pool.judge(chosen, tolerance, advance, data)
     report.info["replay_seconds"] = round(time.perf_counter() - t0, 3)
     report.info["replayed_steps"] = sum(o.replayed_steps for o in outcomes)
     report.info["replayed_segments"] = chosen

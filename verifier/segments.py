@@ -12,7 +12,7 @@ intermediate checkpoint digest on the way.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -196,38 +196,78 @@ def _init_worker(config: JudgeConfig) -> None:
     _WORKER = SegmentJudge(config)
 
 
-def _judge_in_worker(j: int) -> SegmentOutcome:
+def _ready() -> bool:
+    return _WORKER is not None
+
+
+def _judge_in_worker(j: int, tolerance: Tolerance) -> SegmentOutcome:
     assert _WORKER is not None
+    _WORKER.config = replace(_WORKER.config, tolerance=tolerance)
     return _WORKER.judge(j)
 
 
-def judge_segments(config: JudgeConfig, segments: list[int], workers: int, advance: Any = None,
-                   data: TaskData | None = None) -> list[SegmentOutcome]:
-    """Judge ``segments`` in this process (workers <= 1) or in ``workers`` spawned processes.
+class ReplayPool:
+    """Judges segments in this process plus ``workers - 1`` spawned processes.
 
-    Each worker opens the proof and loads the data once, then judges many segments.
+    Start it early (``verify()`` does so before the integrity checks): each worker imports torch,
+    opens the proof and loads the data once, which takes seconds; that start-up then overlaps
+    with the checks the parent runs meanwhile. The parent judges segments too, from the same
+    queue, so ``workers=N`` uses N processes and one of them never waits for start-up.
     """
-    if workers <= 1 or len(segments) <= 1:
-        judge = SegmentJudge(config, data)
-        try:
-            out = []
-            for j in segments:
-                out.append(judge.judge(j))
+
+    def __init__(self, config: JudgeConfig, workers: int, data: TaskData | None = None):
+        self.config, self.data = config, data
+        self._pool: Any = None
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(config,))
+            self._warm = [self._pool.submit(_ready) for _ in range(workers - 1)]
+        self.workers = workers
+
+    def judge(self, segments: list[int], tolerance: Tolerance, advance: Any = None,
+              data: TaskData | None = None) -> list[SegmentOutcome]:
+        from collections import deque
+
+        config = replace(self.config, tolerance=tolerance)
+        pending = deque(segments)
+        results: dict[int, SegmentOutcome] = {}
+        in_flight: dict[Any, int] = {}
+
+        def top_up() -> None:
+            for fut in [f for f in in_flight if f.done()]:
+                results[in_flight.pop(fut)] = fut.result()
                 if advance:
                     advance(1)
-            return out
+            while self._pool is not None and pending and len(in_flight) < 2 * (self.workers - 1):
+                j = pending.pop()  # workers take from the end, the parent from the front
+                in_flight[self._pool.submit(_judge_in_worker, j, tolerance)] = j
+
+        top_up()
+        judge = SegmentJudge(config, data or self.data)
+        try:
+            while pending:
+                j = pending.popleft()
+                results[j] = judge.judge(j)
+                if advance:
+                    advance(1)
+                top_up()
         finally:
             judge.close()
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    ctx = multiprocessing.get_context("spawn")
-    results: dict[int, SegmentOutcome] = {}
-    with ProcessPoolExecutor(max_workers=min(workers, len(segments)), mp_context=ctx,
-                             initializer=_init_worker, initargs=(config,)) as pool:
-        futures = {pool.submit(_judge_in_worker, j): j for j in segments}
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
+        for fut, j in list(in_flight.items()):
+            results[j] = fut.result()
             if advance:
                 advance(1)
-    return [results[j] for j in segments]
+        return [results[j] for j in segments]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "ReplayPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
