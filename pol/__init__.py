@@ -33,10 +33,12 @@ from pol.errors import (
 from pol.keys import fingerprint, generate_keypair
 from pol.proof_file import ProofReader
 from pol.recorder import Recorder
+from pol.runner import train_task
 from pol.tasks import TASKS, load_data, seeded_model
 
 __all__ = [
     "Recorder",
+    "train_task",
     "ProofReader",
     "generate_keypair",
     "fingerprint",

@@ -63,26 +63,11 @@ def judge(forgery: Any, public_key: Any, *, seed: int | None = None, segments: i
 
 
 def train_honest(path: Path, key: Path, *, steps: int, every: int, seed: int) -> float:
-    """Record an honest digits-mlp proof with the public Recorder API; returns seconds."""
-    import torch
+    """Record an honest digits-mlp proof (pol.runner.train_task, as `pol train` does); returns seconds."""
+    from pol.runner import train_task
 
-    import pol
-    from pol.tasks import get_task
-    from pol.training import loss_function, optimizer_class
-
-    spec = get_task("digits-mlp")
-    data = pol.load_data("digits-mlp")
-    loader = torch.utils.data.DataLoader(data.train, batch_size=spec.batch_size)
-    loss_fn = loss_function(spec.loss)
     started = time.perf_counter()
-    with pol.Recorder(path, key=key, every=every, seed=seed, task="digits-mlp", steps=steps, overwrite=True) as rec:
-        model, opt, rloader = rec.attach(model=None, optimizer=lambda p: optimizer_class(spec.optimizer)(
-            p, lr=spec.lr, **spec.hparams), data_loader=loader)
-        while rec.step < steps:
-            for x, y in rloader:
-                opt.zero_grad()
-                loss_fn(model(x), y).backward()
-                opt.step()
+    train_task(path, key, task="digits-mlp", steps=steps, every=every, seed=seed)
     return time.perf_counter() - started
 
 

@@ -5,7 +5,9 @@
     python scripts/bench_storage.py --json --quick    # resnet20: 60 steps; digits-cnn: 200
 
 For each task a full proof is recorded with :class:`pol.Recorder` (codec ``delta-zstd``, the
-default, k=10). Its checkpoints are then written again, through the same writer the recorder
+default, k=10), at the task's constant learning rate (early, high-LR training: the hardest
+case for delta coding) and, for ResNet-20, again with a cosine schedule decaying to 0 over the
+run (``full_ratio_cosine``). Its checkpoints are then written again, through the same writer the recorder
 uses (:func:`pol.assemble.assemble_proof`, same plan, so the same chain), as a ``raw``-codec
 proof (gzip + shuffle) and as a compact proof with an anchor every K=10 checkpoints
 (``compact_anchor_every=10``). Every stored checkpoint of every file is decoded and its
@@ -37,29 +39,16 @@ from scripts._bench_common import emit, format_table, goal, key_paths, log, mach
 NAME = "bench_storage"
 EVERY = 10
 ANCHOR = 10
-KEYFRAME = 10  # the Recorder's default keyframe_every
 CIFAR10_200_EPOCHS_STEPS = 200 * (50_000 // 128)
 
 
-def record(task: str, steps: int, path: Path, key: Path) -> float:
-    import torch
+def record(task: str, steps: int, path: Path, key: Path, cosine: bool = False) -> float:
+    from pol.runner import train_task
+    from pol.tasks import get_task
 
-    from pol.training import loss_function, optimizer_class
-    import pol
-
-    spec = pol.TASKS[task]
-    data = pol.load_data(task)
-    loss_fn = loss_function(spec.loss)
+    schedule = {"kind": "cosine", "lr": get_task(task).lr, "min_lr": 0.0, "total_steps": steps} if cosine else None
     t0 = time.perf_counter()
-    with pol.Recorder(path, key=key, every=EVERY, seed=0, task=task, steps=steps, overwrite=True) as rec:
-        model, opt, loader = rec.attach(
-            model=None, optimizer=lambda p: optimizer_class(spec.optimizer)(p, lr=spec.lr, **spec.hparams),
-            data_loader=torch.utils.data.DataLoader(data.train, batch_size=spec.batch_size))
-        while rec.step < steps:
-            for x, y in loader:
-                opt.zero_grad()
-                loss_fn(model(x), y).backward()
-                opt.step()
+    train_task(path, key, task=task, every=EVERY, seed=0, steps=steps, lr_schedule=schedule)
     return time.perf_counter() - t0
 
 
@@ -112,53 +101,6 @@ def torch_save_bytes(states: list[dict[str, np.ndarray]], indices: np.ndarray, t
     return total + buf.tell()
 
 
-def codec_variants(states: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    """Other lossless codings of the same checkpoints (coded bytes / raw bytes), for comparison.
-
-    ``xor_zstd3`` is the shipped codec (XOR against the previous checkpoint, byte shuffle, zstd
-    level 3); ``keyframe_zstd3`` codes without a base. ``xor_extrapolated`` XORs against the
-    float32 extrapolation ``2*prev - prev2`` (exact to recompute when decoding).
-    """
-    import zstandard
-
-    from pol.codec import _bits
-
-    zs = {lv: zstandard.ZstdCompressor(level=lv) for lv in (3, 19)}
-
-    def code(a: np.ndarray, base: np.ndarray | None, level: int = 3) -> int:
-        planes = _bits(a) if base is None else _bits(a) ^ _bits(base)
-        return len(zs[level].compress(np.ascontiguousarray(planes.T).tobytes()))
-
-    raw = 0
-    sizes = {"keyframe_zstd3": 0, "xor_zstd3": 0, "xor_zstd19": 0, "xor_extrapolated_zstd3": 0,
-             "xor_zstd3_model_only": 0, "xor_zstd3_optim_only": 0}
-    raw_model = raw_optim = 0
-    for prev2, prev, cur in zip(states[:-2], states[1:-1], states[2:]):
-        for name in sorted(cur):
-            a, b, c = cur[name], prev.get(name), prev2.get(name)
-            if b is None or c is None or b.shape != a.shape or c.shape != a.shape or a.dtype != np.float32:
-                continue
-            raw += a.nbytes
-            delta = code(a, b)
-            sizes["keyframe_zstd3"] += code(a, None)
-            sizes["xor_zstd3"] += delta
-            sizes["xor_zstd19"] += code(a, b, 19)
-            sizes["xor_extrapolated_zstd3"] += code(a, (np.float32(2) * b - c).astype(np.float32))
-            if name.startswith("model/"):
-                sizes["xor_zstd3_model_only"] += delta
-                raw_model += a.nbytes
-            else:
-                sizes["xor_zstd3_optim_only"] += delta
-                raw_optim += a.nbytes
-    if not raw:
-        return {}
-    out = {k: v / raw for k, v in sizes.items()}
-    out["xor_zstd3_model_only"] = sizes["xor_zstd3_model_only"] / raw_model if raw_model else None
-    out["xor_zstd3_optim_only"] = sizes["xor_zstd3_optim_only"] / raw_optim if raw_optim else None
-    out["float32_raw_bytes_compared"] = raw
-    return out
-
-
 def hdf5_overhead(path: Path) -> int:
     """File bytes not holding dataset data: object headers, attributes, chunk indexes."""
     return path.stat().st_size - sum(checkpoint_bytes(path).values()) - _other_data(path)
@@ -174,32 +116,22 @@ def _other_data(path: Path) -> int:
     return sum(sizes)
 
 
-def with_libver_latest(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run ``fn`` with every ``h5py.File`` opened with ``libver="latest"`` (the proposed writer fix)."""
+def keyframe_flags(path: Path) -> dict[int, bool]:
     import h5py
 
-    original = h5py.File
-
-    def patched(*a: Any, **k: Any) -> Any:
-        k.setdefault("libver", "latest")
-        return original(*a, **k)
-
-    h5py.File = patched
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        h5py.File = original
+    with h5py.File(path, "r") as f:
+        return {int(k): bool(g.attrs.get("keyframe", True)) for k, g in f["checkpoints"].items()}
 
 
-def bench_task(task: str, steps: int, d: Path) -> dict[str, Any]:
+def bench_task(task: str, steps: int, d: Path, cosine: bool = False) -> dict[str, Any]:
     from pol.assemble import assemble_proof, read_states
     from pol.keys import load_signing_key
     from pol.proof_file import ProofReader
 
     key, _ = key_paths(d)
-    full = d / f"{task}.full.pol.h5"
-    log(NAME, f"{task}: recording {steps} steps at k={EVERY}")
-    train_s = record(task, steps, full, key)
+    full = d / f"{task}{'.cosine' if cosine else ''}.full.pol.h5"
+    log(NAME, f"{task}: recording {steps} steps at k={EVERY}{' (cosine LR)' if cosine else ''}")
+    train_s = record(task, steps, full, key, cosine)
     with ProofReader(full) as r:
         plan, states, indices = r.plan, read_states(r), r.indices()
         head = r.chain_digests[-1]
@@ -219,15 +151,13 @@ def bench_task(task: str, steps: int, d: Path) -> dict[str, Any]:
     sizes = {name: p.stat().st_size for name, p in (("full", full), ("raw", raw_path), ("compact", compact))}
     ts = torch_save_bytes(states, indices, task, plan)
     per_full, per_compact = checkpoint_bytes(full), checkpoint_bytes(compact)
-    # keyframes are every KEYFRAME-th *stored* checkpoint; the others are XOR deltas
-    deltas_full = [b for j, (_, b) in enumerate(sorted(per_full.items())) if j % KEYFRAME != 0]
-    anchor_deltas = [b for j, (_, b) in enumerate(sorted(per_compact.items())) if j % KEYFRAME != 0]
+    kf_full, kf_compact = keyframe_flags(full), keyframe_flags(compact)
+    deltas_full = [b for i, b in per_full.items() if not kf_full[i]]
+    anchor_deltas = [b for i, b in per_compact.items() if not kf_compact[i]]
+    keyframes = [b for i, b in per_full.items() if kf_full[i]]
     ckpt_raw = tensor_bytes[-1]
-    latest = d / f"{task}.full-latest.pol.h5"
-    with_libver_latest(assemble_proof, latest, plan, states, indices, sk, codec="delta-zstd", overwrite=True)
-    round_trip(latest)
     out: dict[str, Any] = {
-        "task": task, "steps": steps, "every": EVERY, "checkpoints": len(states), "record_s": round(train_s, 2),
+        "task": task, "schedule": "cosine" if cosine else "constant", "steps": steps, "every": EVERY, "checkpoints": len(states), "record_s": round(train_s, 2),
         "raw_bytes_full": raw_full, "raw_bytes_compact": raw_compact, "checkpoint_raw_bytes": ckpt_raw,
         "indices_bytes": int(indices.nbytes),
         "full_bytes": sizes["full"], "raw_codec_bytes": sizes["raw"], "compact_bytes": sizes["compact"],
@@ -243,12 +173,9 @@ def bench_task(task: str, steps: int, d: Path) -> dict[str, Any]:
         "hdf5_overhead_bytes": hdf5_overhead(full),
         "hdf5_overhead_per_checkpoint": hdf5_overhead(full) / len(states),
         "tensors_per_checkpoint": len(states[-1]),
-        "full_ratio_if_libver_latest": latest.stat().st_size / raw_full,
+        "keyframe_ratio": (sum(keyframes) / len(keyframes) / ckpt_raw) if keyframes else None,
         "round_trip": trips,
     }
-    out["codec_variants_k10"] = codec_variants(states)
-    out["codec_variants_k100"] = codec_variants(states[::ANCHOR]) if len(states) > 2 * ANCHOR else None
-    out["keyframe_ratio"] = out["codec_variants_k10"].get("keyframe_zstd3")
     return out
 
 
@@ -265,16 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     cnn_steps = args.cnn_steps or (200 if args.quick else 470)
     with workdir("bench-storage-") as d:
         resnet = bench_task("synthetic-resnet20", steps, d)
+        resnet_cos = bench_task("synthetic-resnet20", steps, d, cosine=True)
         cnn = bench_task("digits-cnn", cnn_steps, d)
     # A full proof at k=100 stores checkpoints 100 steps apart: the compact anchors above (K=10 at
     # k=10) are exactly that, so their delta size estimates a k=100 full proof.
     delta_k100 = resnet["delta_ratio_k100"] or resnet["delta_ratio_k10"]  # quick runs have too few anchors
-    per_ckpt_k100 = ((0.1 * resnet["keyframe_ratio"] + 0.9 * delta_k100) * resnet["checkpoint_raw_bytes"]
+    per_ckpt_k100 = ((0.02 * resnet["keyframe_ratio"] + 0.98 * delta_k100) * resnet["checkpoint_raw_bytes"]
                      + resnet["hdf5_overhead_per_checkpoint"])
     n_ckpt = CIFAR10_200_EPOCHS_STEPS // 100 + 1
     result: dict[str, Any] = {
         "benchmark": NAME, "quick": args.quick, "machine": machine_info(),
         "full_ratio": resnet["full_ratio"], "compact_ratio": resnet["compact_ratio"],
+        "full_ratio_cosine": resnet_cos["full_ratio"], "compact_ratio_cosine": resnet_cos["compact_ratio"],
         "raw_codec_ratio": resnet["raw_codec_ratio"], "torch_save_ratio": resnet["torch_save_ratio"],
         "checkpoint_raw_mb": resnet["checkpoint_raw_bytes"] / 1e6,
         "cifar10_200_epochs_k100_gb_est": {
@@ -283,16 +212,16 @@ def main(argv: list[str] | None = None) -> int:
             "per_checkpoint_mb": per_ckpt_k100 / 1e6,
             "delta_from": "k=100 (compact anchors)" if resnet["delta_ratio_k100"] else "k=10 (too few anchors)",
             "note": "ResNet-20 checkpoints; k=100 delta size from the compact anchors (100 steps apart) "
-                    "on synthetic data, not CIFAR-10; keyframe every 10 checkpoints",
+                    "on synthetic data at a constant LR 0.1 (no decay), not CIFAR-10; keyframe every 50",
         },
         "goals": {"full_ratio<=0.75": goal(resnet["full_ratio"], 0.75),
                   "compact_ratio<=0.10": goal(resnet["compact_ratio"], 0.10)},
-        "tasks": {"synthetic-resnet20": resnet, "digits-cnn": cnn},
+        "tasks": {"synthetic-resnet20": resnet, "synthetic-resnet20-cosine": resnet_cos, "digits-cnn": cnn},
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
     rows = []
-    for t in (resnet, cnn):
-        rows.append([t["task"], t["checkpoints"], f"{t['full_ratio']:.3f}", f"{t['raw_codec_ratio']:.3f}",
+    for t in (resnet, resnet_cos, cnn):
+        rows.append([t["task"] + (" (cosine)" if t["schedule"] == "cosine" else ""), t["checkpoints"], f"{t['full_ratio']:.3f}", f"{t['raw_codec_ratio']:.3f}",
                      f"{t['torch_save_ratio']:.3f}", f"{t['compact_ratio']:.3f}", f"{t['stored_fraction_compact']:.3f}",
                      f"{t['full_bytes'] / 1e6:.2f}"])
     table = format_table(rows, ["task", "ckpts", "full/raw", "gzip/raw", "torch.save/raw", "compact/full",

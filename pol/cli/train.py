@@ -37,9 +37,8 @@ def train(task: str, out: str, key: str, every: int, epochs: int | None, steps: 
     import torch
 
     from pol.errors import InputError
-    from pol.recorder import Recorder
+    from pol.runner import train_task
     from pol.tasks import get_task, load_data
-    from pol.training import loss_function, optimizer_class
 
     if threads:
         torch.set_num_threads(threads)
@@ -50,34 +49,22 @@ def train(task: str, out: str, key: str, every: int, epochs: int | None, steps: 
         raise InputError(f"--data-kwargs is not JSON: {exc}") from None
     if epochs is None and steps is None:
         epochs = 1
-    data = load_data(task, dkw)
     bs = batch_size or spec.batch_size
+    total = steps if steps is not None else epochs * (len(load_data(task, dkw).train) // bs)  # type: ignore[operator]
     base_lr = lr if lr is not None else spec.lr
-    loader = torch.utils.data.DataLoader(data.train, batch_size=bs)
-    total = steps if steps is not None else epochs * (len(data.train) // bs)  # type: ignore[operator]
     lr_schedule = {"kind": "constant", "lr": base_lr}
     if schedule == "cosine":
         lr_schedule = {"kind": "cosine", "lr": base_lr, "min_lr": 0.0, "total_steps": total}
-    opt_cls = optimizer_class(spec.optimizer)
-    loss_fn = loss_function(spec.loss)
-    started = time.perf_counter()
     losses: list[float] = []
-    with Recorder(out, key=key, every=every, seed=seed, task=task, data_kwargs=dkw, epochs=epochs, steps=steps,
-                  lr_schedule=lr_schedule, loss=spec.loss, codec=codec, compact_anchor_every=anchor_every,
-                  overwrite=force) as rec:
-        model, optimizer, rloader = rec.attach(
-            model=None, optimizer=lambda p: opt_cls(p, lr=base_lr, **spec.hparams), data_loader=loader)
-        assert rec.plan is not None
-        with progress("training", rec.plan.num_steps, progress_enabled(json_output)) as advance:
-            while rec.step < rec.plan.num_steps:
-                for x, y in rloader:
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = loss_fn(model(x), y)
-                    loss.backward()
-                    optimizer.step()
-                    losses.append(float(loss.detach()))
-                    advance(1)
-        plan = rec.plan
+    started = time.perf_counter()
+    with progress("training", total, progress_enabled(json_output)) as advance:
+        def on_step(loss: float) -> None:
+            losses.append(loss)
+            advance(1)
+
+        plan = train_task(out, key, task=task, every=every, seed=seed, steps=steps, epochs=epochs, lr=base_lr,
+                          batch_size=bs, lr_schedule=lr_schedule, data_kwargs=dkw, codec=codec,
+                          anchor_every=anchor_every, overwrite=force, on_step=on_step)
     elapsed = time.perf_counter() - started
     summary = {"proof": out, "task": task, "steps": plan.num_steps, "checkpoints": plan.num_checkpoints,
                "final_loss": losses[-1] if losses else None, "seconds": round(elapsed, 2),
