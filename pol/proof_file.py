@@ -58,8 +58,11 @@ class ProofWriter:
         _bytes_ds(f, "signer_public_key", public_key)
         sig = f.create_group("signatures")
         _bytes_ds(sig, "plan", plan_signature)
+        # One chunk per segment (k rows): each append writes whole new chunks, so HDF5 never
+        # re-compresses and re-allocates a partly filled chunk (which leaks file space).
+        every = max(1, Plan.from_bytes(plan_bytes).every)
         f.create_dataset("indices", shape=(0, batch_size), maxshape=(None, batch_size), dtype=np.int64,
-                         chunks=(max(1, min(1024, 65536 // batch_size)), batch_size), compression="gzip")
+                         chunks=(every, batch_size), compression="gzip", shuffle=True)
         chain = f.create_group("chain")
         chain.create_dataset("digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
         chain.create_dataset("state_digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
