@@ -31,8 +31,8 @@ def open_writer(path: str | os.PathLike[str], plan: Plan, key: SigningKey, *, co
                 attrs: dict[str, Any] | None = None) -> tuple[ProofWriter, BackgroundChainWriter]:
     """Create the file, sign the plan, and return the writer with its chain builder."""
     plan_bytes = plan.to_bytes()
-    writer = ProofWriter(path, plan_bytes=plan_bytes, plan_signature=sign(key, PLAN_DOMAIN, plan_bytes),
-                         public_key=bytes(key.verify_key), batch_size=plan.batch_size, codec=codec,
+    writer = ProofWriter(path, plan=plan, plan_signature=sign(key, PLAN_DOMAIN, plan_bytes),
+                         public_key=bytes(key.verify_key), codec=codec,
                          keyframe_every=keyframe_every, mode="compact" if anchor_every else "full",
                          overwrite=overwrite)
     for name, value in (attrs or {}).items():

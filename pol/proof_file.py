@@ -37,8 +37,8 @@ def _ckpt_name(i: int) -> str:
 class ProofWriter:
     """Appends to a proof file; used from the recorder's background writer thread."""
 
-    def __init__(self, path: str | os.PathLike[str], *, plan_bytes: bytes, plan_signature: bytes,
-                 public_key: bytes, batch_size: int, codec: str = _codec.DEFAULT_CODEC, keyframe_every: int = 50,
+    def __init__(self, path: str | os.PathLike[str], *, plan: Plan, plan_signature: bytes,
+                 public_key: bytes, codec: str = _codec.DEFAULT_CODEC, keyframe_every: int = 50,
                  mode: str = "full", overwrite: bool = False):
         import h5py
 
@@ -54,21 +54,21 @@ class ProofWriter:
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["mode"] = mode
         f.attrs["codec"] = codec
-        _bytes_ds(f, "plan", plan_bytes)
+        _bytes_ds(f, "plan", plan.to_bytes())
         _bytes_ds(f, "signer_public_key", public_key)
         sig = f.create_group("signatures")
         _bytes_ds(sig, "plan", plan_signature)
         # One chunk per segment (k rows): each append writes whole new chunks, so HDF5 never
         # re-compresses and re-allocates a partly filled chunk (which leaks file space).
-        every = max(1, Plan.from_bytes(plan_bytes).every)
+        batch_size = plan.batch_size
         f.create_dataset("indices", shape=(0, batch_size), maxshape=(None, batch_size), dtype=np.int64,
-                         chunks=(every, batch_size), compression="gzip", shuffle=True)
+                         chunks=(max(1, plan.every), batch_size), compression="gzip", shuffle=True)
         chain = f.create_group("chain")
         chain.create_dataset("digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
         chain.create_dataset("state_digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
         chain.create_dataset("steps", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,))
         f.create_group("checkpoints")
-        self._schedule = Plan.from_bytes(plan_bytes).lr_schedule
+        self._schedule = plan.lr_schedule
         self._previous: dict[str, np.ndarray] | None = None
         self._previous_step = 0
         self._stored = 0
