@@ -26,7 +26,6 @@ pieces in isolation, to show where the overhead goes.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
