@@ -235,13 +235,21 @@ class ProofReader:
         return i in self.stored_checkpoints
 
     def checkpoint_state(self, i: int) -> dict[str, np.ndarray]:
-        """Decoded tensors of stored checkpoint ``i`` (streams deltas; caches the last one)."""
+        """Decoded tensors of stored checkpoint ``i``.
+
+        Deltas are decoded forward from the nearest keyframe, or from the last checkpoint
+        decoded when that lies in between (reading in ascending order costs one decode each).
+        Only the last decoded checkpoint is kept, so memory stays at a few checkpoints.
+        """
         if i not in self.stored_checkpoints:
             raise ProofFormatError(f"checkpoint {i} is not stored in this {self.mode} proof")
         if self._cache is not None and self._cache[0] == i:
             return self._cache[1]
         try:
-            state = self._decode(i)
+            if self.codec == "raw":
+                state = self._decode_raw(i)
+            else:
+                state = self._decode_forward(i)
         except ProofFormatError:
             raise
         except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
@@ -249,25 +257,42 @@ class ProofReader:
         self._cache = (i, state)
         return state
 
-    def _decode(self, i: int) -> dict[str, np.ndarray]:
-        group = self.h5["checkpoints"][_ckpt_name(i)]
-        if self.codec == "raw":
-            state: dict[str, np.ndarray] = {}
+    def _group(self, i: int) -> Any:
+        return self.h5["checkpoints"][_ckpt_name(i)]
 
-            def visit(name: str, obj: Any) -> None:
-                if hasattr(obj, "dtype"):
-                    if obj.dtype.kind not in _NUMERIC_KINDS or obj.size > MAX_ELEMENTS:
-                        raise ProofFormatError(f"tensor {name} has an unsupported dtype or size")
-                    state[name] = np.asarray(obj[()])
+    def _decode_raw(self, i: int) -> dict[str, np.ndarray]:
+        state: dict[str, np.ndarray] = {}
 
-            group.visititems(visit)
-            return state
-        previous = None
-        if not bool(group.attrs.get("keyframe", True)):
-            pos = self.stored_checkpoints.index(i)
-            if pos == 0:
-                raise ProofFormatError(f"checkpoint {i} is a delta with no earlier checkpoint")
-            previous = self.checkpoint_state(self.stored_checkpoints[pos - 1])
+        def visit(name: str, obj: Any) -> None:
+            if hasattr(obj, "dtype"):
+                if obj.dtype.kind not in _NUMERIC_KINDS or obj.size > MAX_ELEMENTS:
+                    raise ProofFormatError(f"tensor {name} has an unsupported dtype or size")
+                state[name] = np.asarray(obj[()])
+
+        self._group(i).visititems(visit)
+        return state
+
+    def _decode_forward(self, i: int) -> dict[str, np.ndarray]:
+        pos = self.stored_checkpoints.index(i)
+        start = pos
+        while not bool(self._group(self.stored_checkpoints[start]).attrs.get("keyframe", True)):
+            if start == 0:
+                raise ProofFormatError(f"checkpoint {i} is a delta with no keyframe before it")
+            start -= 1
+        state: dict[str, np.ndarray] | None = None
+        if self._cache is not None and self._cache[0] in self.stored_checkpoints:
+            cached_pos = self.stored_checkpoints.index(self._cache[0])
+            if start <= cached_pos < pos:
+                start, state = cached_pos + 1, self._cache[1]
+        for p in range(start, pos + 1):
+            state = self._decode_one(self.stored_checkpoints[p], state)
+        assert state is not None
+        return state
+
+    def _decode_one(self, i: int, previous: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        group = self._group(i)
+        if bool(group.attrs.get("keyframe", True)):
+            previous = None
         parts = {}
         for name in ("index", "deltas", "plain"):
             ds = group.get(name)

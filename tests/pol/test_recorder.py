@@ -109,3 +109,19 @@ def test_process_killed_between_checkpoints_leaves_readable_file(tmp_path: Path,
         assert r.num_checkpoints == 4  # steps 0, 5, 10, 15
         assert r.num_recorded_steps == 15
         assert all(state_digest(r.checkpoint_state(i)) == r.state_digests[i] for i in r.stored_checkpoints)
+
+
+def test_checkpoints_decode_identically_in_any_order(honest_proof: Path, keys: dict, tmp_path: Path) -> None:
+    from pol.assemble import assemble_proof, read_states
+    from pol.keys import load_signing_key
+
+    with ProofReader(honest_proof) as r:
+        plan, states, indices = r.plan, read_states(r), r.indices()
+    proof = tmp_path / "kf.pol.h5"
+    assemble_proof(proof, plan, states, indices, load_signing_key(keys["key"]), keyframe_every=2)
+    order = [4, 1, 3, 3, 0, 2, 4, 1]
+    with ProofReader(proof) as r:
+        keyframes = [bool(r.h5["checkpoints"][f"{i:06d}"].attrs["keyframe"]) for i in range(5)]
+        assert keyframes == [True, False, True, False, True]
+        for i in order:
+            assert state_digest(r.checkpoint_state(i)) == r.state_digests[i]
