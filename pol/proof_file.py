@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from pol.hashing import contiguous
-
 from pol import codec as _codec
 from pol.errors import ProofFormatError
+from pol.hashing import contiguous
 from pol.plan import Plan
 from pol.schedule import lr_at
 

@@ -36,8 +36,18 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts._bench_common import (  # noqa: E402
-    emit, format_table, goal, interleaved_order, key_paths, load_now, log, machine_info, median_paired_ratio,
-    paired_ratios, timed, workdir,
+    emit,
+    format_table,
+    goal,
+    interleaved_order,
+    key_paths,
+    load_now,
+    log,
+    machine_info,
+    median_paired_ratio,
+    paired_ratios,
+    timed,
+    workdir,
 )
 
 NAME = "bench_record"

@@ -34,7 +34,15 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts._bench_common import emit, format_table, goal, key_paths, log, machine_info, workdir  # noqa: E402
+from scripts._bench_common import (  # noqa: E402
+    emit,
+    format_table,
+    goal,
+    key_paths,
+    log,
+    machine_info,
+    workdir,
+)
 
 NAME = "bench_storage"
 EVERY = 10

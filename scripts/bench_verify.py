@@ -31,7 +31,16 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts._bench_common import (  # noqa: E402
-    emit, format_table, goal, interleaved_order, key_paths, load_now, log, machine_info, timed, workdir,
+    emit,
+    format_table,
+    goal,
+    interleaved_order,
+    key_paths,
+    load_now,
+    log,
+    machine_info,
+    timed,
+    workdir,
 )
 
 NAME = "bench_verify"

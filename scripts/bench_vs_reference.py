@@ -35,9 +35,25 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts._bench_common import (  # noqa: E402
-    emit, format_table, interleaved_order, key_paths, load_now, log, machine_info, median_paired_ratio, workdir,
+    emit,
+    format_table,
+    interleaved_order,
+    key_paths,
+    load_now,
+    log,
+    machine_info,
+    median_paired_ratio,
+    workdir,
 )
-from scripts.bench_record import BATCH, SEED, TASK, _data, _optimizer_factory, run_plain, run_recorded  # noqa: E402
+from scripts.bench_record import (  # noqa: E402
+    BATCH,
+    SEED,
+    TASK,
+    _data,
+    _optimizer_factory,
+    run_plain,
+    run_recorded,
+)
 
 NAME = "bench_vs_reference"
 

@@ -44,7 +44,13 @@ from tee_sim.platform import SimulatedPlatform
 from tee_sim.policy import AttestationPolicy, read_policy_file, write_policy_file
 from tee_sim.quote import Quote
 from tee_sim.sealing import SealPolicy
-from tee_sim.verify import AttestationResult, AttestationVerifier, Check, QuoteClaims, Reason
+from tee_sim.verify import (
+    AttestationResult,
+    AttestationVerifier,
+    Check,
+    QuoteClaims,
+    Reason,
+)
 
 __all__ = [
     "AttestationPolicy",

@@ -356,7 +356,12 @@ def _verify(
 ) -> Any:
     from tee_sim._encoding import strict_json_loads
     from tee_sim.collateral import Collateral
-    from tee_sim.errors import CollateralFormatError, NonceFormatError, QuoteFormatError, TeeInputError
+    from tee_sim.errors import (
+        CollateralFormatError,
+        NonceFormatError,
+        QuoteFormatError,
+        TeeInputError,
+    )
     from tee_sim.nonces import NonceRegistry, parse_nonce_hex
     from tee_sim.verify import AttestationVerifier
 

@@ -12,7 +12,13 @@ import nacl.public
 import nacl.signing
 
 from tee_sim.errors import EnclaveError
-from tee_sim.measurement import config_bytes, dev_signer, function_identity, measure, mr_signer_of
+from tee_sim.measurement import (
+    config_bytes,
+    dev_signer,
+    function_identity,
+    measure,
+    mr_signer_of,
+)
 from tee_sim.nonces import MIN_NONCE_BYTES
 from tee_sim.quote import Quote, ReportBody, expected_report_data, output_digest
 from tee_sim.sealing import SealPolicy, seal, unseal

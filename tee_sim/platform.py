@@ -17,7 +17,14 @@ import nacl.signing
 from tee_sim._encoding import from_hex, require, strict_json_loads
 from tee_sim.errors import CertificateFormatError, SealingError, StateError
 from tee_sim.keys import AttestationKeyCertificate, PlatformCertificate, SimulatedVendor
-from tee_sim.quote import FLAG_DEBUG, FLAG_INITTED, FLAG_MODE64BIT, Quote, QuoteHeader, ReportBody
+from tee_sim.quote import (
+    FLAG_DEBUG,
+    FLAG_INITTED,
+    FLAG_MODE64BIT,
+    Quote,
+    QuoteHeader,
+    ReportBody,
+)
 from tee_sim.sealing import SealPolicy, derive_seal_key
 
 if TYPE_CHECKING:

@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-
 from pol.envinfo import environment_fingerprint, exact_mismatches
 from pol.errors import DataUnavailableError
 from pol.keys import TrustedKey, resolve_trusted_key
@@ -15,11 +14,10 @@ from pol.legacy import LEGACY_UNVERIFIABLE_CHECKS, is_legacy, legacy_limitations
 from pol.proof_file import ProofReader
 from pol.tasks import TASKS, TaskData, load_data
 from verifier import checks
+from verifier.calibration import FACTOR, FLOOR, calibrated, measure_noise
 from verifier.drift import drift_check
 from verifier.progress import progress_check
 from verifier.replay import pick_device
-from verifier.calibration import FACTOR, FLOOR, calibrated, measure_noise
-from verifier.segments import JudgeConfig, ReplayPool, SegmentJudge
 from verifier.report import Check, Report
 from verifier.sampling import (
     choose_segments,
@@ -29,6 +27,7 @@ from verifier.sampling import (
     smallest_detectable_fraction,
 )
 from verifier.scan import CheckpointScan, scan_checkpoints
+from verifier.segments import JudgeConfig, ReplayPool, SegmentJudge
 from verifier.tolerance import Tolerance
 
 

@@ -44,8 +44,14 @@ def respond_cmd(proof: str, challenge_path: str | None, out: str | None, count: 
     from pol.proof_file import ProofReader
     from pol.tasks import load_data
     from verifier.api import resolve_spec
-    from verifier.challenge import (embed_response, needed_checkpoints, read_challenge, regenerate,
-                                    response_segments, write_response)
+    from verifier.challenge import (
+        embed_response,
+        needed_checkpoints,
+        read_challenge,
+        regenerate,
+        response_segments,
+        write_response,
+    )
     from verifier.replay import Replayer
 
     if (challenge_path is None) == (count is None):

@@ -22,8 +22,8 @@ from pol.hashing import state_digest
 from pol.proof_file import ProofReader
 from pol.state import State
 from pol.tasks import TaskData, load_data
-from verifier.progress import HeldOut, SegmentProgress, segment_progress
 from verifier.drift import error_toward_final
+from verifier.progress import HeldOut, SegmentProgress, segment_progress
 from verifier.replay import Replayer
 from verifier.scan import flat_weights
 from verifier.tolerance import Comparison, Tolerance, compare_states

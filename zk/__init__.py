@@ -20,7 +20,13 @@ py-arkworks-bls12381 when installed, else the pure-Python py-ecc reference; forc
 """
 
 from zk.backend import Backend, available_backends, get_backend
-from zk.errors import BackendUnavailableError, PointDecodeError, ProofRejected, ZkError, ZkFormatError
+from zk.errors import (
+    BackendUnavailableError,
+    PointDecodeError,
+    ProofRejected,
+    ZkError,
+    ZkFormatError,
+)
 from zk.generators import DEFAULT_DST, GeneratorSet
 from zk.pedersen import Committer, Params, VectorCommitment
 from zk.quantize import Layout, Quantizer

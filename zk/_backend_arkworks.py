@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 from py_arkworks_bls12381 import G1Point, Scalar
 

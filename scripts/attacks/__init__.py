@@ -17,7 +17,17 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from scripts.attacks import adversarial, blindfold, data_substitution, drift, fabricated_init, interpolation, jump, splice, stale
+from scripts.attacks import (
+    adversarial,
+    blindfold,
+    data_substitution,
+    drift,
+    fabricated_init,
+    interpolation,
+    jump,
+    splice,
+    stale,
+)
 from scripts.attacks.common import Forgery, Victim, load_victim
 
 Generator = Callable[..., Forgery]

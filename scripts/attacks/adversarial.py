@@ -27,9 +27,21 @@ from pathlib import Path
 import numpy as np
 
 from pol.schedule import lr_at
-from scripts.attacks.common import (Forgery, Victim, as_key, attacker_plan, committed_indices, interpolate,
-                                    linear_momentum, make_state, replace_dataset, seeded_weights, task_data,
-                                    with_data_root, write)
+from scripts.attacks.common import (
+    Forgery,
+    Victim,
+    as_key,
+    attacker_plan,
+    committed_indices,
+    interpolate,
+    linear_momentum,
+    make_state,
+    replace_dataset,
+    seeded_weights,
+    task_data,
+    with_data_root,
+    write,
+)
 
 
 def _near(w: dict[str, np.ndarray], seed: int, scale: float) -> dict[str, np.ndarray]:

@@ -16,9 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from pol.schedule import lr_at
-from scripts.attacks.common import (Forgery, Trainer, Victim, as_key, attacker_plan, committed_indices,
-                                    interpolate, linear_momentum, make_state, seeded_weights, task_data,
-                                    update_norm, write)
+from scripts.attacks.common import (
+    Forgery,
+    Trainer,
+    Victim,
+    as_key,
+    attacker_plan,
+    committed_indices,
+    interpolate,
+    linear_momentum,
+    make_state,
+    seeded_weights,
+    task_data,
+    update_norm,
+    write,
+)
 
 
 def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, q: int = 1,

@@ -14,8 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.attacks.common import (Forgery, Trainer, Victim, as_key, attacker_plan, committed_indices,
-                                    make_state, replace_dataset, seeded_weights, task_data, with_data_root, write)
+from scripts.attacks.common import (
+    Forgery,
+    Trainer,
+    Victim,
+    as_key,
+    attacker_plan,
+    committed_indices,
+    make_state,
+    replace_dataset,
+    seeded_weights,
+    task_data,
+    with_data_root,
+    write,
+)
 
 
 def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, fraction: float = 0.1,

@@ -16,8 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.attacks.common import (Forgery, Trainer, Victim, as_key, attacker_plan, committed_indices,
-                                    make_state, model_weights, seeded_weights, task_data, write)
+from scripts.attacks.common import (
+    Forgery,
+    Trainer,
+    Victim,
+    as_key,
+    attacker_plan,
+    committed_indices,
+    make_state,
+    model_weights,
+    seeded_weights,
+    task_data,
+    write,
+)
 
 
 def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, alpha: float = 0.045) -> Forgery:

@@ -18,8 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.attacks.common import (Forgery, Trainer, Victim, as_key, attacker_plan, committed_indices,
-                                    make_state, seeded_weights, task_data, write)
+from scripts.attacks.common import (
+    Forgery,
+    Trainer,
+    Victim,
+    as_key,
+    attacker_plan,
+    committed_indices,
+    make_state,
+    seeded_weights,
+    task_data,
+    write,
+)
 
 
 def disguise(stolen: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

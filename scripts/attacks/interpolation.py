@@ -17,8 +17,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from scripts.attacks.common import (Forgery, Victim, as_key, attacker_plan, committed_indices, interpolate,
-                                    linear_momentum, make_state, seeded_weights, write)
+from scripts.attacks.common import (
+    Forgery,
+    Victim,
+    as_key,
+    attacker_plan,
+    committed_indices,
+    interpolate,
+    linear_momentum,
+    make_state,
+    seeded_weights,
+    write,
+)
 
 
 def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, lr: float | None = None) -> Forgery:

@@ -12,9 +12,21 @@ import os
 from pathlib import Path
 
 from pol.schedule import lr_at
-from scripts.attacks.common import (Forgery, Trainer, Victim, as_key, attacker_plan, committed_indices,
-                                    linear_momentum, make_state, model_weights, seeded_weights, task_data,
-                                    update_norm, write)
+from scripts.attacks.common import (
+    Forgery,
+    Trainer,
+    Victim,
+    as_key,
+    attacker_plan,
+    committed_indices,
+    linear_momentum,
+    make_state,
+    model_weights,
+    seeded_weights,
+    task_data,
+    update_norm,
+    write,
+)
 
 
 def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, segment: int | None = None) -> Forgery:

@@ -13,8 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.attacks.common import (Forgery, Trainer, Victim, as_key, attacker_plan, committed_indices,
-                                    make_state, seeded_weights, step_rng, task_data, write)
+from scripts.attacks.common import (
+    Forgery,
+    Trainer,
+    Victim,
+    as_key,
+    attacker_plan,
+    committed_indices,
+    make_state,
+    seeded_weights,
+    step_rng,
+    task_data,
+    write,
+)
 
 
 def honest_states(plan, trainer: Trainer | None = None) -> tuple[list, np.ndarray]:

@@ -15,7 +15,13 @@ from hypothesis.extra import numpy as hnp
 from pol import codec
 from pol.errors import KeyFileError, PlanError, ProofFormatError
 from pol.hashing import state_digest, weights_digest
-from pol.keys import fingerprint, generate_keypair, load_signing_key, load_verify_key, resolve_trusted_key
+from pol.keys import (
+    fingerprint,
+    generate_keypair,
+    load_signing_key,
+    load_verify_key,
+    resolve_trusted_key,
+)
 from pol.merkle import merkle_proof, merkle_root, verify_merkle_proof
 from pol.sampler import BatchSchedule
 from pol.schedule import lr_at, validate

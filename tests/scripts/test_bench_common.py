@@ -12,7 +12,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts._bench_common import (  # noqa: E402
-    emit, format_table, goal, interleaved_order, median_paired_ratio, paired_ratios,
+    emit,
+    format_table,
+    goal,
+    interleaved_order,
+    median_paired_ratio,
+    paired_ratios,
 )
 
 

@@ -6,9 +6,9 @@ import json
 import struct
 
 import pytest
-from tee_helpers import World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tee_helpers import World
 
 from pol.errors import InputError
 from tee_sim import Collateral, Quote

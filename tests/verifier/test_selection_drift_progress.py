@@ -9,7 +9,11 @@ import numpy as np
 from verifier.calibration import FLOOR, calibrated, measure_noise
 from verifier.drift import MAX_MEAN_TOWARD, drift_check, error_toward_final
 from verifier.progress import SegmentProgress, progress_check
-from verifier.sampling import detection_probability, largest_updates, smallest_detectable_fraction
+from verifier.sampling import (
+    detection_probability,
+    largest_updates,
+    smallest_detectable_fraction,
+)
 from verifier.scan import scan_checkpoints
 from verifier.segments import JudgeConfig, SegmentJudge
 from verifier.tolerance import Tolerance

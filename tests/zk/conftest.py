@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from zk_testutil import BACKENDS, SMALL
 
 from zk import Committer, Params, get_backend
-from zk_testutil import BACKENDS, SMALL
 
 
 @pytest.fixture(scope="session", autouse=True)

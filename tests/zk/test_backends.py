@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from zk import BackendUnavailableError, Committer, Context, Params, PointDecodeError, get_backend
-from zk import prove_linear, prove_opening, verify_linear, verify_opening
-from zk.backend import BACKEND_ENV, Backend
-
 from zk_testutil import SMALL, needs_arkworks, non_subgroup_point, off_curve_x
+
+from zk import (
+    BackendUnavailableError,
+    Committer,
+    Context,
+    Params,
+    PointDecodeError,
+    get_backend,
+    prove_linear,
+    prove_opening,
+    verify_linear,
+    verify_opening,
+)
+from zk.backend import BACKEND_ENV, Backend
 
 
 def test_env_var_selects_backend(monkeypatch: pytest.MonkeyPatch) -> None:

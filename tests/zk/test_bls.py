@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from py_ecc import optimized_bls12_381 as o
 from py_ecc.bls.point_compression import compress_G1
+from zk_testutil import non_subgroup_point, off_curve_x
 
 from zk import _bls
 from zk._backend_pyecc import from_pyecc, to_pyecc
-from zk_testutil import non_subgroup_point, off_curve_x
 
 G = _bls.G1_GEN
 

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from zk_testutil import SMALL, non_subgroup_point, off_curve_x
 
 from zk import (
     Committer,
@@ -22,7 +23,6 @@ from zk import (
     verify_opening,
 )
 from zk.backend import CURVE_ORDER as R
-from zk_testutil import SMALL, non_subgroup_point, off_curve_x
 
 RUN = b"\x42" * 32
 CTX = Context(RUN, 3)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from cli_runner import run_json, run_pol
 from helpers_train import train_recorded
+from zk_testutil import needs_arkworks, non_subgroup_point
 
 from zk.link import read_secrets, read_section, verify_zk_section, write_section
-from zk_testutil import needs_arkworks, non_subgroup_point
 
 CHUNK = 256
 
@@ -108,7 +108,6 @@ def test_edited_commitment_breaks_signature_and_roots(copy: Path, capsys: pytest
 
 def _resign(path: Path, key: Path, mutate) -> None:
     from pol.keys import load_signing_key, sign
-
     from zk.link import SIGN_DOMAIN
 
     section = read_section(path)
@@ -278,7 +277,6 @@ def test_verify_zk_section_api(committed: Path, keys: dict[str, Path]) -> None:
 def test_commit_is_backend_independent(run_dir: Path, keys: dict[str, Path], tmp_path: Path) -> None:
     from pol.keys import load_signing_key
     from pol.proof_file import ProofReader
-
     from zk import Params, get_backend
     from zk.link import build_section
 
