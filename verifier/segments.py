@@ -242,7 +242,7 @@ class ReplayPool:
                 if advance:
                     advance(1)
             while self._pool is not None and pending and len(in_flight) < 2 * (self.workers - 1):
-                j = pending.pop()  # workers take from the end, the parent from the front
+                j = pending.popleft()  # everyone takes in ascending order: decoding continues forward
                 in_flight[self._pool.submit(_judge_in_worker, j, tolerance)] = j
 
         top_up()
