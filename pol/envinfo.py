@@ -34,3 +34,16 @@ def environment_fingerprint(device: str = "cpu", dtype: str = "float32") -> dict
 def exact_mismatches(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Names of the fields that differ and so rule out bitwise replay."""
     return [f for f in EXACT_FIELDS if recorded.get(f) != current.get(f)]
+
+
+def pick_device(requested: str = "auto") -> str:
+    """``auto`` -> CUDA when available, else CPU; an explicit ``cuda`` without CUDA is an input error."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        from pol.errors import InputError
+
+        raise InputError("--device cuda was requested but CUDA is not available here")
+    return requested

@@ -81,6 +81,7 @@ class Recorder:
         keyframe_every: int = 50,
         compact_anchor_every: int | None = None,
         overwrite: bool = False,
+        device: str | None = None,
     ):
         if every <= 0:
             raise PlanError(f"every (k) must be a positive number of steps, got {every}")
@@ -100,6 +101,7 @@ class Recorder:
         self.codec, self.keyframe_every = codec, keyframe_every
         self.compact_anchor_every = compact_anchor_every
         self.overwrite = overwrite
+        self.device = device
         self.plan: Plan | None = None
         self._writer: BackgroundChainWriter | None = None
         self._proof: ProofWriter | None = None
@@ -114,7 +116,9 @@ class Recorder:
         """Wrap the user's model, optimizer and loader; commits and signs the plan.
 
         ``model=None`` builds the model from ``model_spec`` and the seed. A model passed in
-        must equal that build bitwise (a verifier recomputes it). ``optimizer`` may be a
+        must equal that build bitwise (a verifier recomputes it). With ``device="cuda"`` the
+        recorder moves the model there before building the optimizer, so the plan records the
+        device actually trained on; move each batch to the same device in your loop. ``optimizer`` may be a
         ``torch.optim.Optimizer`` over ``model.parameters()`` or a callable
         ``params -> Optimizer`` (needed when ``model=None``).
         """
@@ -135,6 +139,11 @@ class Recorder:
             if not same:
                 raise PlanError("the model's initial weights are not the ones the seed produces; pass model=None "
                                 "or build it with pol.tasks.seeded_model(spec, kwargs, seed)")
+        if self.device is not None:
+            if isinstance(optimizer, torch.optim.Optimizer):
+                raise PlanError("with device=, pass the optimizer as a callable (params -> Optimizer) so it is "
+                                "built after the model moves")
+            model = model.to(self.device)  # before the optimizer and the environment fingerprint
         if callable(optimizer) and not isinstance(optimizer, torch.optim.Optimizer):
             optimizer = optimizer(model.parameters())
         if type(optimizer).__name__ not in OPTIMIZERS or type(optimizer).__module__.split(".")[0] != "torch":

@@ -28,10 +28,12 @@ def train_task(
     codec: str = "delta-zstd",
     anchor_every: int | None = None,
     overwrite: bool = True,
+    device: str | None = None,
     on_step: Callable[[float], None] | None = None,
 ) -> Plan:
     """Record a run of a built-in task with the standard step; returns the signed plan.
 
+    ``device`` ("cpu", "cuda", ...; default: CPU) is where the model and batches live.
     ``on_step(loss)`` is called after every step (the CLI draws its progress bar with it; it
     forces a device sync, so leave it ``None`` when timing).
     """
@@ -47,12 +49,14 @@ def train_task(
     loss_fn = loss_function(spec.loss)
     with Recorder(path, key=key, every=every, seed=seed, task=task, data_kwargs=data_kwargs, epochs=epochs,
                   steps=steps, lr_schedule=lr_schedule or {"kind": "constant", "lr": base_lr}, loss=spec.loss,
-                  codec=codec, compact_anchor_every=anchor_every, overwrite=overwrite) as rec:
+                  codec=codec, compact_anchor_every=anchor_every, overwrite=overwrite, device=device) as rec:
         model, optimizer, rloader = rec.attach(
             model=None, optimizer=lambda p: opt_cls(p, lr=base_lr, **spec.hparams), data_loader=loader)
         assert rec.plan is not None
         while rec.step < rec.plan.num_steps:
             for x, y in rloader:
+                if device is not None:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(model(x), y)
                 loss.backward()

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from pol.envinfo import environment_fingerprint, exact_mismatches
+from pol.envinfo import environment_fingerprint, exact_mismatches, pick_device
 from pol.errors import DataUnavailableError
 from pol.keys import TrustedKey, resolve_trusted_key
 from pol.legacy import LEGACY_UNVERIFIABLE_CHECKS, is_legacy, legacy_limitations
@@ -17,7 +17,6 @@ from verifier import checks
 from verifier.calibration import FACTOR, FLOOR, calibrated, measure_noise
 from verifier.drift import drift_check
 from verifier.progress import progress_check
-from verifier.replay import pick_device
 from verifier.report import Check, Report
 from verifier.sampling import (
     choose_segments,

@@ -15,18 +15,6 @@ from pol.tasks import build_model
 from pol.training import loss_function, optimizer_class, standard_step
 
 
-def pick_device(requested: str = "auto") -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        from pol.errors import InputError
-
-        raise InputError("--device cuda was requested but CUDA is not available here")
-    return requested
-
-
 class BatchSource:
     """Gives the (x, y) batch for a list of indices, from tensors held once on the device."""
 

@@ -26,11 +26,13 @@ from pol.cli._common import emit_json, progress, progress_enabled
               help="Compact proof: store full checkpoints only every K checkpoints (anchors).")
 @click.option("--data-kwargs", default="{}", help="JSON kwargs for the task's data builder.")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (recorded in the plan).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Train on this device (auto: CUDA when present). The plan records it.")
 @click.option("--force", is_flag=True, help="Overwrite an existing proof file.")
 @click.option("--json", "json_output", is_flag=True, help="Print a JSON summary on stdout.")
 def train(task: str, out: str, key: str, every: int, epochs: int | None, steps: int | None, seed: int,
           lr: float | None, batch_size: int | None, schedule: str, codec: str, anchor_every: int | None,
-          data_kwargs: str, threads: int | None, force: bool, json_output: bool) -> None:
+          data_kwargs: str, threads: int | None, device: str, force: bool, json_output: bool) -> None:
     """Train a built-in task while recording a signed proof."""
     import json
 
@@ -39,6 +41,7 @@ def train(task: str, out: str, key: str, every: int, epochs: int | None, steps: 
     from pol.errors import InputError
     from pol.runner import train_task
     from pol.tasks import get_task, load_data
+    from pol.envinfo import pick_device
 
     if threads:
         torch.set_num_threads(threads)
@@ -64,7 +67,7 @@ def train(task: str, out: str, key: str, every: int, epochs: int | None, steps: 
 
         plan = train_task(out, key, task=task, every=every, seed=seed, steps=steps, epochs=epochs, lr=base_lr,
                           batch_size=bs, lr_schedule=lr_schedule, data_kwargs=dkw, codec=codec,
-                          anchor_every=anchor_every, overwrite=force, on_step=on_step)
+                          anchor_every=anchor_every, overwrite=force, device=pick_device(device), on_step=on_step)
     elapsed = time.perf_counter() - started
     summary = {"proof": out, "task": task, "steps": plan.num_steps, "checkpoints": plan.num_checkpoints,
                "final_loss": losses[-1] if losses else None, "seconds": round(elapsed, 2),

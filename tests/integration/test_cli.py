@@ -65,3 +65,13 @@ def test_json_report_is_one_document_on_stdout(honest_proof: Path, keys: dict) -
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["verdict"] == "verified" and res.stderr == ""
+
+
+def test_train_on_missing_cuda_exits_2(tmp_path: Path, keys: dict, capsys) -> None:  # noqa: ANN001
+    import torch
+
+    if torch.cuda.is_available():
+        return  # this machine has CUDA: the error path does not apply
+    code, out, err = run_pol(["train", "--task", "digits-mlp", "--out", tmp_path / "x.pol.h5", "--key", keys["key"],
+                              "--steps", "5", "--device", "cuda"], capsys)
+    assert code == 2 and "CUDA is not available" in err

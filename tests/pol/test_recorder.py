@@ -125,3 +125,16 @@ def test_checkpoints_decode_identically_in_any_order(honest_proof: Path, keys: d
         assert keyframes == [True, False, True, False, True]
         for i in order:
             assert state_digest(r.checkpoint_state(i)) == r.state_digests[i]
+
+
+def test_device_option_moves_the_model_before_the_optimizer(tmp_path: Path, keys: dict) -> None:
+    with pol.Recorder(tmp_path / "d.pol.h5", key=keys["key"], every=5, seed=0, task="digits-mlp", steps=5,
+                      device="cpu") as rec:
+        m, opt, loader = rec.attach(optimizer=_sgd, data_loader=_loader())
+        assert rec.plan is not None and rec.plan.environment["device_type"] == "cpu"
+        for x, y in loader:
+            opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()  # noqa: E702
+    model = pol.seeded_model("digits-mlp", {}, seed=0)
+    with pytest.raises(PlanError, match="callable"):
+        pol.Recorder(tmp_path / "e.pol.h5", key=keys["key"], every=5, seed=0, task="digits-mlp", steps=5,
+                     device="cpu").attach(model=model, optimizer=_sgd(model.parameters()), data_loader=_loader())
