@@ -38,10 +38,10 @@ def train(task: str, out: str, key: str, every: int, epochs: int | None, steps: 
 
     import torch
 
+    from pol.envinfo import pick_device
     from pol.errors import InputError
     from pol.runner import train_task
     from pol.tasks import get_task, load_data
-    from pol.envinfo import pick_device
 
     if threads:
         torch.set_num_threads(threads)
