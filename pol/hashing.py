@@ -12,8 +12,10 @@ any layout, compression or order have the same digest.
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +74,11 @@ def weights_digest(weights: Mapping[str, np.ndarray]) -> bytes:
     return state_digest(weights, domain=b"pol-weights-v1")
 
 
+def canonical_json(obj: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, no whitespace, ASCII only, no NaN/Infinity."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
 def tagged_hash(tag: bytes, *parts: bytes) -> bytes:
     h = hashlib.new(HASH_NAME)
     h.update(struct.pack("<H", len(tag)) + tag)
@@ -86,6 +93,3 @@ def derive_seed(seed: int, label: str, *counters: int) -> int:
     payload = struct.pack("<q", seed) + label.encode() + b"".join(struct.pack("<q", c) for c in counters)
     return int.from_bytes(tagged_hash(b"pol-derive-v1", payload)[:8], "little") & (2**63 - 1)
 
-
-def iter_hex(digests: Iterable[bytes]) -> list[str]:
-    return [d.hex() for d in digests]

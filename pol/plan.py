@@ -9,12 +9,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pol.errors import ProofFormatError
+from pol.hashing import canonical_json
 
 PLAN_VERSION = 1
-
-
-def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
 @dataclass(frozen=True)

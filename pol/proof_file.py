@@ -115,9 +115,6 @@ class ProofWriter:
     def flush(self) -> None:
         self._f.flush()
 
-    def write_group_bytes(self, group: str, name: str, data: bytes) -> None:
-        _bytes_ds(self._f.require_group(group), name, data)
-
     def finish(self, *, final_signature: bytes, chain_head: bytes, final_weights_digest: bytes,
                num_checkpoints: int, num_steps: int, finished_at: str) -> None:
         _bytes_ds(self._f["signatures"], "final", final_signature)

@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pol.hashing import canonical_json  # one canonical JSON for the whole project
 from tee_sim.errors import TeeInputError
 
-
-def canonical_json(value: Any) -> bytes:
-    """Canonical JSON: sorted keys, no whitespace, ASCII only, no NaN/Infinity."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
-        "ascii"
-    )
+__all__ = ["canonical_json", "strict_json_loads", "from_hex", "require"]
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from pol.errors import InputError, ProofFormatError
-from pol.plan import canonical_json, utc_now
+from pol.hashing import canonical_json
+from pol.plan import utc_now
 from pol.proof_file import ProofReader
 from pol.state import State
 

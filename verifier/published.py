@@ -28,7 +28,7 @@ from pol.keys import TrustedKey
 from pol.proof_file import ProofReader
 from pol.publish import final_weights
 from pol.weights_io import CAST_RULES, WeightsFile, cast_array, load_weights
-from verifier.report import Check, Report
+from verifier.report import Report
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -41,9 +41,6 @@ class WeightsMatch:
     figure: str
     detail: str
     names: dict[str, Any] = field(default_factory=dict)
-
-    def as_check(self) -> Check:
-        return Check("weights_match", self.passed, self.figure, self.detail)
 
 
 def normalize_cast(rule: str | None) -> str | None:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pol.hashing import state_digest
-from pol.state import State, model_weights
+from pol.state import State
+from verifier.scan import flat_weights
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,9 @@ class Comparison:
     detail: str
 
 
-def _flat(weights: dict[str, np.ndarray]) -> np.ndarray:
-    parts = [np.asarray(weights[k], dtype=np.float64).ravel() for k in sorted(weights)
-             if np.asarray(weights[k]).dtype.kind == "f"]
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
 def update_norms(start: State, recorded: State, replayed: State) -> tuple[float, float, float]:
     """(||rep - rec||, ||rep - start||, ||rec - start||) over floating-point model weights."""
-    s, rec, rep = (_flat(model_weights(x)) for x in (start, recorded, replayed))
+    s, rec, rep = (flat_weights(x) for x in (start, recorded, replayed))
     if not (s.shape == rec.shape == rep.shape):
         return float("inf"), 1.0, 0.0
     return float(np.linalg.norm(rep - rec)), float(np.linalg.norm(rep - s)), float(np.linalg.norm(rec - s))
@@ -51,13 +46,13 @@ def update_norms(start: State, recorded: State, replayed: State) -> tuple[float,
 
 def compare_states(mode: str, start: State, recorded: State, replayed: State, recorded_digest: bytes,
                    tol: Tolerance) -> Comparison:
+    if mode == "exact" and state_digest(replayed) == recorded_digest:
+        return Comparison(True, 0.0, 1.0, "")  # bitwise equal: no norms needed
     err, honest, claimed = update_norms(start, recorded, replayed)
     scale = max(honest, 1e-30)
     distance, progress = err / scale, claimed / scale
     if mode == "exact":
-        same = state_digest(replayed) == recorded_digest
-        detail = "" if same else f"not bitwise equal (relative distance {distance:.3g})"
-        return Comparison(same, 0.0 if same else distance, progress, detail)
+        return Comparison(False, distance, progress, f"not bitwise equal (relative distance {distance:.3g})")
     problems = []
     if not distance <= tol.max_distance:
         problems.append(f"relative distance {distance:.3g} > {tol.max_distance}")

@@ -35,11 +35,6 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def register(name: str, target: str, help_text: str) -> None:
-    """Register a lazily imported subcommand (used by packages that add commands)."""
-    _COMMANDS[name] = (target, help_text)
-
-
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)

@@ -68,10 +68,11 @@ def test_json_report_is_one_document_on_stdout(honest_proof: Path, keys: dict) -
 
 
 def test_train_on_missing_cuda_exits_2(tmp_path: Path, keys: dict, capsys) -> None:  # noqa: ANN001
+    import pytest
     import torch
 
     if torch.cuda.is_available():
-        return  # this machine has CUDA: the error path does not apply
+        pytest.skip("this machine has CUDA: the missing-CUDA error path does not apply")
     code, out, err = run_pol(["train", "--task", "digits-mlp", "--out", tmp_path / "x.pol.h5", "--key", keys["key"],
                               "--steps", "5", "--device", "cuda"], capsys)
     assert code == 2 and "CUDA is not available" in err
