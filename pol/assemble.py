@@ -9,7 +9,7 @@ holds its own key would.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,13 @@ from nacl.signing import SigningKey
 from pol import chain
 from pol.keys import sign
 from pol.plan import Plan, utc_now
-from pol.proof_file import ProofReader, ProofWriter
+from pol.proof_file import (
+    FULL,
+    SEEDED,
+    WITHOUT_OPTIMIZER_STATE,
+    ProofReader,
+    ProofWriter,
+)
 from pol.state import State
 from pol.writer import BackgroundChainWriter
 
@@ -37,9 +43,28 @@ def open_writer(path: str | os.PathLike[str], plan: Plan, key: SigningKey, *, co
                          overwrite=overwrite)
     for name, value in (attrs or {}).items():
         writer.set_attr(name, value)
-    last = plan.num_checkpoints - 1
-    stored = (lambda i: True) if not anchor_every else (lambda i: i % anchor_every == 0 or i == last)
-    return writer, BackgroundChainWriter(writer, plan.digest(), stored)
+    return writer, BackgroundChainWriter(writer, plan.digest(), storage_rule(plan.num_checkpoints, anchor_every))
+
+
+def storage_rule(num_checkpoints: int, anchor_every: int | None) -> Callable[[int], str | None]:
+    """Which checkpoints a proof stores, and how (a ``store_as`` value, or None).
+
+    Full proofs store every checkpoint whole. Compact proofs store what replay cannot
+    recompute cheaply: checkpoint 0 coded against the seeded model, every ``anchor_every``-th
+    checkpoint whole, and the last one without optimizer state (no replay starts there).
+    """
+    last = num_checkpoints - 1
+
+    def rule(i: int) -> str | None:
+        if not anchor_every:
+            return FULL
+        if i == last and i > 0:
+            return WITHOUT_OPTIMIZER_STATE
+        if i == 0:
+            return SEEDED
+        return FULL if i % anchor_every == 0 else None
+
+    return rule
 
 
 def finish(writer: ProofWriter, chain_writer: BackgroundChainWriter, plan: Plan, key: SigningKey,

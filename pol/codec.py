@@ -3,7 +3,7 @@
 ``raw``: each tensor is an ordinary HDF5 dataset (gzip + shuffle filters, built into every
 HDF5), readable by plain h5py with no help from this package.
 
-``delta-zstd`` (default): one checkpoint is three uint8 datasets, ``index`` (JSON), ``deltas``
+``delta-zstd`` (default): one checkpoint is three uint8 datasets, ``index`` (zstd JSON), ``deltas``
 and ``plain``. Every float32 tensor that has a *base* is coded as the difference of bit
 patterns ``zigzag(int32(tensor) - int32(base))`` (mod 2^32); the differences of all tensors are
 concatenated, bit-shuffled (bit plane 31 of every value, then plane 30, ...) and zstd-coded as
@@ -30,6 +30,7 @@ from pol.hashing import contiguous
 CODECS = ("raw", "delta-zstd")
 DEFAULT_CODEC = "delta-zstd"
 _ZSTD_LEVEL = 3
+_MAX_INDEX_BYTES = 1 << 26
 _MOMENTUM = "/momentum_buffer"
 _OPTIM = "optim/state/"
 State = dict[str, np.ndarray]
@@ -102,17 +103,18 @@ def encode_checkpoint(state: Mapping[str, np.ndarray], previous: Mapping[str, np
     stream = np.concatenate(deltas) if deltas else np.zeros(0, np.uint32)
     cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
     index = json.dumps({"entries": entries, "lr_sum": lr_sum, "count": int(stream.size)}).encode()
-    return Encoded(index, cctx.compress(_bitshuffle(stream)), cctx.compress(b"".join(plain)))
+    return Encoded(cctx.compress(index), cctx.compress(_bitshuffle(stream)), cctx.compress(b"".join(plain)))
 
 
-def _decompress(blob: bytes, size: int) -> bytes:
+def _decompress(blob: bytes, size: int | None) -> bytes:
+    """zstd-decode ``blob``: exactly ``size`` bytes, or (``None``) at most :data:`_MAX_INDEX_BYTES`."""
     import zstandard
 
     try:
-        raw = zstandard.ZstdDecompressor().decompress(blob, max_output_size=max(size, 1))
+        raw = zstandard.ZstdDecompressor().decompress(blob, max_output_size=max(size or _MAX_INDEX_BYTES, 1))
     except zstandard.ZstdError as exc:
         raise ProofFormatError(f"corrupt compressed checkpoint: {exc}") from None
-    if len(raw) != size:
+    if size is not None and len(raw) != size:
         raise ProofFormatError(f"compressed stream holds {len(raw)} bytes, the index promises {size}")
     return raw
 
@@ -120,7 +122,7 @@ def _decompress(blob: bytes, size: int) -> bytes:
 def decode_checkpoint(encoded: Encoded, previous: Mapping[str, np.ndarray] | None,
                       max_elements: int = 1 << 31) -> State:
     try:
-        index = json.loads(encoded.index)
+        index = json.loads(_decompress(encoded.index, None))
         entries = index["entries"]
         lr_sum = float(index["lr_sum"])
         count = int(index["count"])

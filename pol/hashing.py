@@ -59,7 +59,10 @@ def update_with_tensor(h: "hashlib._Hash", name: str, array: np.ndarray, dtype: 
     h.update(memoryview(arr).cast("B") if arr.size else b"")
 
 
-def state_digest(state: Mapping[str, np.ndarray], domain: bytes = b"pol-state-v1") -> bytes:
+OPTIMIZER_STATE = "optim/state/"  # per-parameter optimizer tensors (momentum, Adam moments)
+
+
+def _records_digest(state: Mapping[str, np.ndarray], domain: bytes) -> bytes:
     """Digest of a named set of tensors, independent of insertion order."""
     h = hashlib.new(HASH_NAME)
     h.update(domain)
@@ -69,9 +72,35 @@ def state_digest(state: Mapping[str, np.ndarray], domain: bytes = b"pol-state-v1
     return h.digest()
 
 
+def main_state_digest(state: Mapping[str, np.ndarray]) -> bytes:
+    """Digest of everything in a checkpoint but its per-parameter optimizer state."""
+    return _records_digest({k: v for k, v in state.items() if not k.startswith(OPTIMIZER_STATE)},
+                           b"pol-state-main-v1")
+
+
+def optimizer_state_digest(state: Mapping[str, np.ndarray]) -> bytes:
+    """Digest of a checkpoint's per-parameter optimizer state (``optim/state/...``) alone."""
+    return _records_digest({k: v for k, v in state.items() if k.startswith(OPTIMIZER_STATE)},
+                           b"pol-state-optim-v1")
+
+
+def combine_state_digest(main: bytes, optimizer: bytes) -> bytes:
+    return tagged_hash(b"pol-state-v2", main, optimizer)
+
+
+def state_digest(state: Mapping[str, np.ndarray]) -> bytes:
+    """Digest of a checkpoint, in two halves: the optimizer state and everything else.
+
+    The split lets a checkpoint be stored without its optimizer state (the last checkpoint
+    of a compact proof, which no replay starts from) and still be checked against the chain:
+    hash what is stored and combine it with the stored digest of what is not.
+    """
+    return combine_state_digest(main_state_digest(state), optimizer_state_digest(state))
+
+
 def weights_digest(weights: Mapping[str, np.ndarray]) -> bytes:
     """Digest of model weights named as in ``model.state_dict()`` (the ``pol digest`` value)."""
-    return state_digest(weights, domain=b"pol-weights-v1")
+    return _records_digest(weights, b"pol-weights-v1")
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -15,7 +15,14 @@ import numpy as np
 
 from pol import codec as _codec
 from pol.errors import ProofFormatError
-from pol.hashing import contiguous
+from pol.hashing import (
+    OPTIMIZER_STATE,
+    combine_state_digest,
+    contiguous,
+    main_state_digest,
+    optimizer_state_digest,
+    state_digest,
+)
 from pol.plan import Plan
 from pol.schedule import lr_at
 
@@ -23,6 +30,14 @@ FORMAT_NAME = "proof-of-learning"
 FORMAT_VERSION = 1
 MAX_ELEMENTS = 1 << 31
 _NUMERIC_KINDS = "fiub"
+MODEL_PREFIX = "model/"
+
+# How a checkpoint is stored. FULL: every tensor. SEEDED: checkpoint 0 of a compact proof,
+# its model part coded against the model the plan's seed builds. WITHOUT_OPTIMIZER_STATE: the
+# last checkpoint of a compact proof (no replay starts there), with the digest of what it lacks.
+FULL, SEEDED, WITHOUT_OPTIMIZER_STATE = "full", "seeded-model", "without-optimizer-state"
+STORE_AS = (FULL, SEEDED, WITHOUT_OPTIMIZER_STATE)
+BASE, OPTIMIZER_STATE_DIGEST = "base", "optimizer_state_digest"
 
 
 def _bytes_ds(group: Any, name: str, data: bytes) -> None:
@@ -89,19 +104,30 @@ class ProofWriter:
         self._append(chain["state_digests"], np.frombuffer(state_digest, np.uint8)[None])
         self._append(chain["steps"], np.asarray([step], dtype=np.int64))
 
-    def store_checkpoint(self, index: int, step: int, state: dict[str, np.ndarray]) -> None:
+    def store_checkpoint(self, index: int, step: int, state: dict[str, np.ndarray], store_as: str = FULL) -> None:
+        """Store checkpoint ``index``; ``store_as`` is one of :data:`STORE_AS` (see docs/FORMAT.md)."""
+        if store_as not in STORE_AS:
+            raise ValueError(f"store_as must be one of {STORE_AS}, not {store_as!r}")
         group = self._f["checkpoints"].create_group(_ckpt_name(index))
         group.attrs["step"] = step
         keyframe = self._stored % self.keyframe_every == 0
+        previous = None if keyframe else self._previous
+        if store_as == WITHOUT_OPTIMIZER_STATE:
+            group.attrs[OPTIMIZER_STATE_DIGEST] = optimizer_state_digest(state).hex()
+            state = {k: v for k, v in state.items() if not k.startswith(OPTIMIZER_STATE)}
+        if store_as == SEEDED and self.codec != "raw":
+            # The model part equals the seeded initial model: code it against that, which a
+            # reader rebuilds from the plan (all-zero deltas cost a few bytes).
+            group.attrs[BASE] = SEEDED
+            keyframe, previous = False, {k: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
         group.attrs["keyframe"] = keyframe
         if self.codec == "raw":
             for name in sorted(state):
                 arr = contiguous(state[name])
                 group.create_dataset(name, data=arr, **({"compression": "gzip", "shuffle": True} if arr.size > 16 else {}))
         else:
-            previous = None if keyframe else self._previous
             lr_sum = 0.0
-            if previous is not None:
+            if previous is not None and store_as != SEEDED:
                 lr_sum = float(sum(lr_at(self._schedule, t) for t in range(self._previous_step, step)))
             encoded = _codec.encode_checkpoint(state, previous, lr_sum)
             for name in ("index", "deltas", "plain"):
@@ -134,10 +160,14 @@ class ProofWriter:
 class ProofReader:
     """Read-only, validating access to a proof file. Use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], model_spec: str | None = None):
+        """``model_spec`` names the model code for proofs whose model is not built in; it is
+        needed only to read checkpoint 0 of a compact proof (coded against the seeded model)."""
         import h5py
 
         self.path = Path(path)
+        self.model_spec = model_spec
+        self._seeded: dict[str, np.ndarray] | None = None
         if not self.path.is_file():
             raise ProofFormatError(f"proof file not found: {self.path}")
         try:
@@ -230,6 +260,30 @@ class ProofReader:
     def has_checkpoint(self, i: int) -> bool:
         return i in self.stored_checkpoints
 
+    def is_complete(self, i: int) -> bool:
+        """Stored with its optimizer state, so a replay can start from it."""
+        return self.has_checkpoint(i) and OPTIMIZER_STATE_DIGEST not in self._group(i).attrs
+
+    def stored_state_digest(self, i: int) -> bytes:
+        """State digest of stored checkpoint ``i``, to compare with ``state_digests[i]``.
+
+        A checkpoint stored without its optimizer state contributes the digest of what it
+        holds, combined with the stored digest of the optimizer state it lacks.
+        """
+        state = self.checkpoint_state(i)
+        attrs = self._group(i).attrs
+        if OPTIMIZER_STATE_DIGEST not in attrs:
+            return state_digest(state)
+        if any(k.startswith(OPTIMIZER_STATE) for k in state):
+            raise ProofFormatError(f"checkpoint {i} holds optimizer state yet says it is stored without it")
+        try:
+            lacking = bytes.fromhex(str(attrs[OPTIMIZER_STATE_DIGEST]))
+        except ValueError:
+            raise ProofFormatError(f"checkpoint {i}: {OPTIMIZER_STATE_DIGEST} is not hex") from None
+        if len(lacking) != 32:
+            raise ProofFormatError(f"checkpoint {i}: {OPTIMIZER_STATE_DIGEST} must be 32 bytes")
+        return combine_state_digest(main_state_digest(state), lacking)
+
     def checkpoint_state(self, i: int) -> dict[str, np.ndarray]:
         """Decoded tensors of stored checkpoint ``i``.
 
@@ -271,7 +325,7 @@ class ProofReader:
     def _decode_forward(self, i: int) -> dict[str, np.ndarray]:
         pos = self.stored_checkpoints.index(i)
         start = pos
-        while not bool(self._group(self.stored_checkpoints[start]).attrs.get("keyframe", True)):
+        while not self._starts_decoding(self._group(self.stored_checkpoints[start])):
             if start == 0:
                 raise ProofFormatError(f"checkpoint {i} is a delta with no keyframe before it")
             start -= 1
@@ -285,9 +339,19 @@ class ProofReader:
         assert state is not None
         return state
 
+    @staticmethod
+    def _starts_decoding(group: Any) -> bool:
+        """A keyframe, or checkpoint 0 coded against the seeded model: decoding starts here."""
+        return bool(group.attrs.get("keyframe", True)) or group.attrs.get(BASE) == SEEDED
+
     def _decode_one(self, i: int, previous: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
         group = self._group(i)
-        if bool(group.attrs.get("keyframe", True)):
+        base = group.attrs.get(BASE)
+        if base is not None and (base != SEEDED or i != 0):
+            raise ProofFormatError(f"checkpoint {i} names an unknown base {base!r}")
+        if base == SEEDED:
+            previous = self._seeded_base()
+        elif bool(group.attrs.get("keyframe", True)):
             previous = None
         parts = {}
         for name in ("index", "deltas", "plain"):
@@ -296,6 +360,17 @@ class ProofReader:
                 raise ProofFormatError(f"checkpoint {i}: /{name} must be a uint8 byte string")
             parts[name] = ds[()].tobytes()
         return _codec.decode_checkpoint(_codec.Encoded(**parts), previous, MAX_ELEMENTS)
+
+    def _seeded_base(self) -> dict[str, np.ndarray]:
+        """The model the plan's seed builds on this stack (checkpoint 0 of a compact proof is
+        coded against it; its digest check then also checks this stack's initialisation)."""
+        if self._seeded is None:
+            from pol.tasks import resolve_spec, seeded_weights
+
+            spec = resolve_spec(self.plan.model.get("spec"), self.model_spec, "model")
+            weights = seeded_weights(spec, self.plan.model.get("kwargs") or {}, self.plan.seed)
+            self._seeded = {MODEL_PREFIX + k: v for k, v in weights.items()}
+        return self._seeded
 
     def stored_bytes(self) -> int:
         return self.path.stat().st_size

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from pol.errors import PlanError
+from pol.hashing import OPTIMIZER_STATE
 
 State = dict[str, np.ndarray]
-MODEL, OPTIM_STATE = "model/", "optim/state/"
+MODEL, OPTIM_STATE = "model/", OPTIMIZER_STATE
 
 
 def _np(t: Any) -> np.ndarray:

@@ -132,6 +132,23 @@ def seeded_model(spec: str, kwargs: dict[str, Any] | None, seed: int) -> Any:
         return build_model(spec, kwargs)
 
 
+def seeded_weights(spec: str, kwargs: dict[str, Any] | None, seed: int) -> dict[str, Any]:
+    """The initial model's ``state_dict`` as numpy arrays (what checkpoint 0 must hold)."""
+    model = seeded_model(spec, kwargs, seed)
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def resolve_spec(plan_spec: str | None, user_spec: str | None, what: str) -> str:
+    """Built-in names resolve to this package; any other code must be named by the user."""
+    if user_spec:
+        return user_spec
+    if plan_spec in TASKS:
+        return plan_spec
+    raise DataUnavailableError(
+        f"the proof's {what} is {plan_spec!r}, which is not built in; name the code yourself with "
+        f"--{what} module:callable (a verifier never imports code named inside a proof)")
+
+
 def load_data(spec: str, kwargs: dict[str, Any] | None = None) -> TaskData:
     if spec in TASKS:
         return TASKS[spec].build_data(**(kwargs or {}))

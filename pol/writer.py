@@ -21,7 +21,9 @@ from pol.state import model_weights
 
 
 class BackgroundChainWriter:
-    def __init__(self, writer: ProofWriter, plan_digest: bytes, stored: Callable[[int], bool], max_pending: int = 2):
+    def __init__(self, writer: ProofWriter, plan_digest: bytes, stored: Callable[[int], str | None],
+                 max_pending: int = 2):
+        """``stored(i)``: how checkpoint ``i`` is stored (see ProofWriter.store_checkpoint), None: not at all."""
         self._writer = writer
         self._plan_digest = plan_digest
         self._stored = stored
@@ -44,8 +46,9 @@ class BackgroundChainWriter:
         self.head = chain.genesis(self._plan_digest, sd) if index == 0 else chain.link(self.head, sd, indices_block)  # type: ignore[arg-type]
         self._writer.append_indices(indices_block)
         self._writer.append_chain(step, self.head, sd)
-        if self._stored(index):
-            self._writer.store_checkpoint(index, step, state)
+        store_as = self._stored(index)
+        if store_as is not None:
+            self._writer.store_checkpoint(index, step, state, store_as)
         self._writer.flush()
         self.count = index + 1
         self._last_state = state

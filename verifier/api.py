@@ -8,11 +8,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from pol.envinfo import environment_fingerprint, exact_mismatches, pick_device
-from pol.errors import DataUnavailableError
 from pol.keys import TrustedKey, resolve_trusted_key
 from pol.legacy import LEGACY_UNVERIFIABLE_CHECKS, is_legacy, legacy_limitations
 from pol.proof_file import ProofReader
-from pol.tasks import TASKS, TaskData, load_data
+from pol.tasks import TaskData, load_data, resolve_spec
 from verifier import checks
 from verifier.calibration import FACTOR, FLOOR, calibrated, measure_noise
 from verifier.drift import drift_check
@@ -44,17 +43,6 @@ class VerifyOptions:
     top_updates: int = 2                 # also replay the segments with the largest LR-normalised updates
     calibrate: bool = True               # tolerance mode: calibrate max_distance on this stack (verifier.calibration)
     progress_check: bool = True
-
-
-def resolve_spec(plan_spec: str | None, user_spec: str | None, what: str) -> str:
-    """Built-in names resolve to this package; any other code must be named by the user."""
-    if user_spec:
-        return user_spec
-    if plan_spec in TASKS:
-        return plan_spec
-    raise DataUnavailableError(
-        f"the proof's {what} is {plan_spec!r}, which is not built in; name the code yourself with "
-        f"--{what} module:callable (a verifier never imports code named inside a proof)")
 
 
 def choose_mode(reader: ProofReader, device: str, requested: str, threads: int | None = None) -> tuple[str, list[str]]:
@@ -103,6 +91,7 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
             report.info["legacy_limitations"] = legacy_limitations(reader)
             opts = replace(opts, mode="tolerance" if opts.mode == "auto" else opts.mode)
         model_spec = resolve_spec(reader.plan.model.get("spec"), opts.model, "model")
+        reader.model_spec = model_spec  # checkpoint 0 of a compact proof decodes against the seeded model
         data_spec = resolve_spec(reader.plan.data.get("spec"), opts.data, "data")
         device = _auto_device(reader, opts.device)
         mode, mismatches = choose_mode(reader, device, opts.mode, opts.threads)

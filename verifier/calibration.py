@@ -30,7 +30,7 @@ def measure_noise(judge: SegmentJudge, segment: int) -> float | None:
     import torch
 
     reader = judge.reader
-    if not reader.has_checkpoint(segment):
+    if not reader.is_complete(segment):
         return None
     start = reader.checkpoint_state(segment)
     lo, hi = int(reader.checkpoint_steps[segment]), int(reader.checkpoint_steps[segment + 1])

@@ -65,8 +65,8 @@ def make_challenge(reader: ProofReader, count: int, seed: int | None = None) -> 
 
 
 def needed_checkpoints(reader: ProofReader, segments: list[int]) -> list[int]:
-    """Start checkpoints of the segments that are not stored (ends are checked by digest)."""
-    return sorted({j for j in segments if not reader.has_checkpoint(j)})
+    """Start checkpoints of the segments that are not stored whole (ends are checked by digest)."""
+    return sorted({j for j in segments if not reader.is_complete(j)})
 
 
 def regenerate(reader: ProofReader, replayer: Any, wanted: list[int]) -> dict[int, State]:
@@ -77,7 +77,7 @@ def regenerate(reader: ProofReader, replayer: Any, wanted: list[int]) -> dict[in
     remaining = sorted(set(wanted))
     while remaining:
         target = remaining[-1]
-        anchor = max(a for a in range(target) if reader.has_checkpoint(a))
+        anchor = max(a for a in range(target) if reader.is_complete(a))
         group = [i for i in remaining if anchor < i <= target]
         try:
             replay_forward(reader, replayer, anchor, reader.checkpoint_state(anchor), target, set(group), out)

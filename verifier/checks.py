@@ -16,7 +16,7 @@ from pol.recorder import FINAL_DOMAIN, PLAN_DOMAIN
 from pol.sampler import BatchSchedule
 from pol.schedule import lr_at
 from pol.state import OPTIM_STATE, model_weights
-from pol.tasks import seeded_model
+from pol.tasks import seeded_weights
 from verifier.report import Check
 from verifier.scan import CheckpointScan
 
@@ -144,8 +144,7 @@ def data_check(reader: ProofReader, dataset: Any) -> Check:
 
 def init_check(reader: ProofReader, model_spec: str) -> Check:
     plan = reader.plan
-    model = seeded_model(model_spec, plan.model.get("kwargs") or {}, plan.seed)
-    expected = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    expected = seeded_weights(model_spec, plan.model.get("kwargs") or {}, plan.seed)
     state = reader.checkpoint_state(0)
     got = model_weights(state)
     if weights_digest(expected) != weights_digest(got):
@@ -153,6 +152,12 @@ def init_check(reader: ProofReader, model_spec: str) -> Check:
         return Check("initialization", False, "differs from seed", f"checkpoint 0 differs from the seeded model in {diff[:4]}")
     if any(k.startswith(OPTIM_STATE) for k in state):
         return Check("initialization", False, "optimizer state present", "checkpoint 0 must hold a fresh optimizer")
+    if reader.stored_state_digest(0) != reader.state_digests[0]:
+        # A compact proof codes checkpoint 0 against the model this stack seeds, so a stack
+        # that initialises differently shows up here rather than as differing weights.
+        return Check("initialization", False, "differs from the committed digest",
+                     "checkpoint 0 does not hash to its committed digest: this stack seeds a different initial "
+                     "model than the prover's, or checkpoint 0 was altered")
     return Check("initialization", True, "bitwise equal to the seeded model", f"seed {plan.seed}, spec {model_spec}")
 
 

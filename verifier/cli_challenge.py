@@ -42,8 +42,7 @@ def respond_cmd(proof: str, challenge_path: str | None, out: str | None, count: 
 
     from pol.errors import InputError
     from pol.proof_file import ProofReader
-    from pol.tasks import load_data
-    from verifier.api import resolve_spec
+    from pol.tasks import load_data, resolve_spec
     from verifier.challenge import (
         embed_response,
         needed_checkpoints,

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pol.hashing import state_digest
 from pol.proof_file import ProofReader
 from pol.schedule import lr_at
 from pol.state import OPTIM_STATE, State, model_weights
@@ -41,7 +40,7 @@ def scan_checkpoints(reader: ProofReader) -> CheckpointScan:
     previous: tuple[int, np.ndarray] | None = None
     for i in reader.stored_checkpoints:
         state = reader.checkpoint_state(i)
-        if i >= reader.num_checkpoints or state_digest(state) != reader.state_digests[i]:
+        if i >= reader.num_checkpoints or reader.stored_state_digest(i) != reader.state_digests[i]:
             scan.digest_mismatch.append(i)
         step = state.get("meta/step")
         lr = state.get("optim/lr")

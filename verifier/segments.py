@@ -64,7 +64,7 @@ class SegmentJudge:
         if config.threads is not None:
             torch.set_num_threads(max(1, config.threads))
         self.config = config
-        self.reader = ProofReader(config.proof)
+        self.reader = ProofReader(config.proof, model_spec=config.model_spec)
         plan = self.reader.plan
         data = data or load_data(config.data_spec, plan.data.get("kwargs") or {})
         self.replayer = Replayer(plan, data.train, config.device, config.model_spec)
@@ -84,9 +84,12 @@ class SegmentJudge:
         self.reader.close()
 
     # -- states -----------------------------------------------------------------------------
-    def _state(self, i: int) -> tuple[State | None, str]:
-        """Checkpoint ``i`` if it is available without replay, checked against its digest."""
-        if self.reader.has_checkpoint(i):
+    def _state(self, i: int, start: bool = False) -> tuple[State | None, str]:
+        """Checkpoint ``i`` if it is available without replay, checked against its digest.
+
+        A replay can ``start`` only from a checkpoint stored with its optimizer state.
+        """
+        if self.reader.is_complete(i) or (not start and self.reader.has_checkpoint(i)):
             return self.reader.checkpoint_state(i), "stored"
         if i in self.responses:
             state = self.responses[i]
@@ -100,8 +103,8 @@ class SegmentJudge:
         if self.config.mode != "exact":
             raise _Mismatch(f"checkpoint {i} is not stored and tolerance mode cannot regenerate it: "
                             "ask the prover for a response (pol challenge / pol respond)")
-        anchor = max(a for a in range(i) if self.reader.has_checkpoint(a) or a in self.responses)
-        state, _ = self._state(anchor)
+        anchor = max(a for a in range(i) if self.reader.is_complete(a) or a in self.responses)
+        state, _ = self._state(anchor, start=True)
         assert state is not None
         try:
             return replay_forward(self.reader, self.replayer, anchor, state, i)
@@ -123,7 +126,7 @@ class SegmentJudge:
 
     def _judge(self, j: int, start: int, stop: int) -> SegmentOutcome:
         replayed_steps = 0
-        start_state, source = self._state(j)
+        start_state, source = self._state(j, start=True)
         if start_state is None:
             start_state, replayed_steps = self._regenerate(j)
             source = "regenerated"

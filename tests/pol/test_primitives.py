@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -158,8 +159,11 @@ def test_codec_rejects_corrupt_or_inconsistent_input() -> None:
         codec.decode_checkpoint(codec.Encoded(enc.index, enc.deltas[:-3], enc.plain), state)
     with pytest.raises(ProofFormatError, match="base"):
         codec.decode_checkpoint(enc, None)
-    bad_index = enc.index.replace(b'"count": 10', b'"count": 11')
+    index = zstandard.ZstdDecompressor().decompress(enc.index)
+    bad_index = zstandard.ZstdCompressor().compress(index.replace(b'"count": 10', b'"count": 11'))
     with pytest.raises(ProofFormatError, match="counts"):
         codec.decode_checkpoint(codec.Encoded(bad_index, enc.deltas, enc.plain), state)
     with pytest.raises(ProofFormatError, match="index"):
-        codec.decode_checkpoint(codec.Encoded(b"{not json", enc.deltas, enc.plain), state)
+        codec.decode_checkpoint(codec.Encoded(zstandard.ZstdCompressor().compress(b"{not json"), enc.deltas, enc.plain), state)
+    with pytest.raises(ProofFormatError, match="corrupt"):
+        codec.decode_checkpoint(codec.Encoded(b"{not zstd", enc.deltas, enc.plain), state)

@@ -85,3 +85,74 @@ def test_non_interactive_response_is_bound_to_the_chain_head(compact_proof: Path
         f["responses"].attrs["segments"] = ",".join(str(s) for s in range(5))
     code, out, err = run_pol(["verify", proof, "--key", keys["pub"]], capsys)
     assert code == 2 and "derived from the chain head" in err
+
+
+def test_compact_proof_stores_only_what_replay_cannot_recompute(compact_proof: Path) -> None:
+    from pol.tasks import seeded_weights
+
+    with ProofReader(compact_proof) as r:
+        groups = r.h5["checkpoints"]
+        assert groups["000000"].attrs["base"] == "seeded-model"
+        assert [r.is_complete(i) for i in r.stored_checkpoints] == [True, True, True, False]
+        assert all(r.stored_state_digest(i) == r.state_digests[i] for i in r.stored_checkpoints)
+        first = r.checkpoint_state(0)
+        seeded = seeded_weights(r.plan.model["spec"], r.plan.model.get("kwargs"), r.plan.seed)
+        assert all(np.array_equal(first["model/" + k], v) for k, v in seeded.items())
+        raw = sum(v.nbytes for v in seeded.values())
+        assert groups["000000/deltas"].id.get_storage_size() < 0.02 * raw  # the initial weights are not stored again
+        assert not any(k.startswith("optim/state/") for k in r.checkpoint_state(12))
+        assert any(k.startswith("optim/state/") for k in r.checkpoint_state(8))
+
+
+def test_compact_final_checkpoint_is_bound_by_the_digest_of_what_it_lacks(compact_proof: Path, keys: dict,
+                                                                          tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    proof = tmp_path / "swapped.pol.h5"
+    proof.write_bytes(compact_proof.read_bytes())
+    with h5py.File(proof, "r+") as f:
+        f["checkpoints/000012"].attrs["optimizer_state_digest"] = "00" * 32
+    code, doc = run_json(["verify", proof, "--key", keys["pub"], "--segments", "2", "--seed", "0"], capsys)
+    assert code == 1 and "chain" in failed_checks(doc)
+
+
+def test_compact_checkpoint_0_needs_the_model_code(compact_proof: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pol.tasks
+    from pol.errors import DataUnavailableError
+
+    monkeypatch.delitem(pol.tasks.TASKS, "digits-mlp")  # as if the proof named a model that is not built in
+    with ProofReader(compact_proof) as r:
+        with pytest.raises(DataUnavailableError, match="--model"):
+            r.checkpoint_state(0)
+    with ProofReader(compact_proof, model_spec="pol.tasks:_digits_mlp_model") as r:
+        assert r.stored_state_digest(0) == r.state_digests[0]
+
+
+def test_stack_that_seeds_another_model_fails_initialization(compact_proof: Path, keys: dict,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import pol.tasks
+    import verifier.checks
+    from verifier.api import VerifyOptions, verify
+
+    real = pol.tasks.seeded_weights
+
+    def other_stack(spec: str, kwargs: dict | None, seed: int) -> dict:
+        weights = real(spec, kwargs, seed)
+        name = sorted(weights)[0]
+        weights[name] = np.nextafter(weights[name], np.float32(np.inf))  # one ulp everywhere
+        return weights
+
+    monkeypatch.setattr(pol.tasks, "seeded_weights", other_stack)
+    monkeypatch.setattr(verifier.checks, "seeded_weights", other_stack)
+    report = verify(compact_proof, public_key=str(keys["pub"]), options=VerifyOptions(segments=1, seed=0))
+    check = report.check("initialization")
+    assert check.passed is False and "committed digest" in check.detail
+    assert report.exit_code == 1
+
+
+def test_checkpoint_claiming_to_lack_the_state_it_holds_exits_2(compact_proof: Path, keys: dict, tmp_path: Path,
+                                                                capsys) -> None:  # noqa: ANN001
+    proof = tmp_path / "odd.pol.h5"
+    proof.write_bytes(compact_proof.read_bytes())
+    with h5py.File(proof, "r+") as f:
+        f["checkpoints/000008"].attrs["optimizer_state_digest"] = "00" * 32
+    code, _, err = run_pol(["verify", proof, "--key", keys["pub"], "--segments", "2", "--seed", "0"], capsys)
+    assert code == 2 and "holds optimizer state" in err and len(err.strip().splitlines()) == 1

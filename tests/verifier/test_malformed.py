@@ -9,6 +9,7 @@ from typing import Callable
 import h5py
 import numpy as np
 import pytest
+import zstandard
 from cli_runner import run_pol
 
 
@@ -36,9 +37,16 @@ MUTATIONS: dict[str, Callable[[h5py.File], None]] = {
     "checkpoint deltas corrupt": lambda f: _replace(f, "checkpoints/000002/deltas", np.frombuffer(b"\x28\xb5\x2f\xfd garbage", np.uint8)),
     "checkpoint plain missing": lambda f: f.__delitem__("checkpoints/000000/plain"),
     "checkpoint index lies about sizes": lambda f: _replace(
-        f, "checkpoints/000001/index",
-        np.frombuffer(bytes(f["checkpoints/000001/index"][()]).replace(b'"shape": [64', b'"shape": [6400000'), np.uint8)),
+        f, "checkpoints/000001/index", np.frombuffer(_zstd_edit(f["checkpoints/000001/index"][()], b'"shape": [64',
+                                                                b'"shape": [6400000'), np.uint8)),
 }
+
+
+def _zstd_edit(blob: np.ndarray, old: bytes, new: bytes) -> bytes:
+    """Re-compress a zstd-coded index with one edit (a well-formed stream that lies)."""
+    text = zstandard.ZstdDecompressor().decompress(blob.tobytes())
+    assert old in text
+    return zstandard.ZstdCompressor().compress(text.replace(old, new))
 
 
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
