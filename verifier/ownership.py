@@ -174,7 +174,7 @@ def _time(text: str) -> _dt.datetime | None:
 
 def _judge(index: int, wf: WeightsFile, claim: Claim, options: Any, cast: str | None) -> ClaimResult:
     try:
-        with ProofReader(claim.proof) as reader:
+        with ProofReader(claim.proof, model_spec=getattr(options, "model", None)) as reader:
             final = reader.final
             meta = dict(
                 signer_fingerprint=fingerprint(reader.signer_public_key),
