@@ -119,9 +119,8 @@ def test_compact_checkpoint_0_needs_the_model_code(compact_proof: Path, monkeypa
     from pol.errors import DataUnavailableError
 
     monkeypatch.delitem(pol.tasks.TASKS, "digits-mlp")  # as if the proof named a model that is not built in
-    with ProofReader(compact_proof) as r:
-        with pytest.raises(DataUnavailableError, match="--model"):
-            r.checkpoint_state(0)
+    with ProofReader(compact_proof) as r, pytest.raises(DataUnavailableError, match="--model"):
+        r.checkpoint_state(0)
     with ProofReader(compact_proof, model_spec="pol.tasks:_digits_mlp_model") as r:
         assert r.stored_state_digest(0) == r.state_digests[0]
 
@@ -136,7 +135,7 @@ def test_stack_that_seeds_another_model_fails_initialization(compact_proof: Path
 
     def other_stack(spec: str, kwargs: dict | None, seed: int) -> dict:
         weights = real(spec, kwargs, seed)
-        name = sorted(weights)[0]
+        name = min(weights)
         weights[name] = np.nextafter(weights[name], np.float32(np.inf))  # one ulp everywhere
         return weights
 
