@@ -7,6 +7,7 @@ so that drift in the machine's speed (other processes, thermal state) cancels ou
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -20,6 +21,14 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+
+
+def bench_parser(doc: str | None, quick_help: str = "a short run (under 3 minutes on 2 cores)") -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--json`` (one document on stdout) and ``--quick``."""
+    p = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    return p
 
 
 def log(name: str, msg: str) -> None:

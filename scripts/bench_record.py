@@ -25,7 +25,6 @@ pieces in isolation, to show where the overhead goes.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts._bench_common import (  # noqa: E402
+    bench_parser,
     emit,
     format_table,
     goal,
@@ -215,9 +215,7 @@ def breakdown(d: Path, step_s: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.add_argument("--quick", action="store_true", help="a short run (under 3 minutes on 2 cores)")
+    p = bench_parser(__doc__)
     p.add_argument("--pairs", type=int, help="paired runs per k (default 5; quick 3)")
     p.add_argument("--steps-k100", type=int, help="steps per run at k=100 (default 200; quick 40)")
     p.add_argument("--steps-k10", type=int, help="steps per run at k=10 (default 100; quick 20)")

@@ -16,7 +16,6 @@ one document instead. ``--quick`` is a small run (under 5 minutes on 2 cores)::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -31,6 +30,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from scripts._bench_common import bench_parser  # noqa: E402
 
 
 def trusted(public_key: Any) -> Any:
@@ -205,17 +206,15 @@ def render(doc: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from scripts.attacks import ATTACKS
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "3 trials of 400-step runs (a few minutes)")
     ap.add_argument("--trials", type=int, default=10, help="trials per attack, and honest runs (default 10)")
     ap.add_argument("--steps", type=int, default=2000, help="steps per run (default 2000)")
     ap.add_argument("--every", type=int, default=10, help="checkpoint every k steps (default 10)")
     ap.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated attack names")
-    ap.add_argument("--quick", action="store_true", help="3 trials of 400-step runs (a few minutes)")
     ap.add_argument("--mode", choices=["auto", "exact", "tolerance"], default="auto",
                     help="verifier replay mode (default auto: bitwise on the recording stack)")
     ap.add_argument("--verifier-seed", type=int, default=None, help="fix the verifier's randomness (default: OS entropy)")
     ap.add_argument("--workdir", default=None, help="keep files here (default: a temporary directory)")
-    ap.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     args = ap.parse_args(argv)
     if args.quick:
         args.trials, args.steps = min(args.trials, 3), min(args.steps, 400)

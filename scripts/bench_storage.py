@@ -27,7 +27,6 @@ the raw-codec proof / the same raw bytes. ``torch_save_ratio``: reference-style
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 import time
@@ -40,6 +39,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts._bench_common import (  # noqa: E402
+    bench_parser,
     emit,
     format_table,
     goal,
@@ -235,9 +235,7 @@ def bench_task(task: str, steps: int, d: Path, cosine: bool = False) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.add_argument("--quick", action="store_true", help="a short run (under 3 minutes on 2 cores)")
+    p = bench_parser(__doc__)
     p.add_argument("--steps", type=int, help="synthetic-resnet20 steps (default 300; quick 60)")
     p.add_argument("--cnn-steps", type=int, help="digits-cnn steps (default 470; quick 200)")
     args = p.parse_args(argv)

@@ -20,7 +20,6 @@ threads (default 1) on CUDA if available, else CPU; the recorded loop is timed (
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts._bench_common import (  # noqa: E402
+    bench_parser,
     emit,
     format_table,
     goal,
@@ -149,9 +149,7 @@ def bench_workers(path: Path, pub: Path, segments: int, rounds: int) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.add_argument("--quick", action="store_true", help="a short run (under 3 minutes on 2 cores)")
+    p = bench_parser(__doc__)
     p.add_argument("--steps", type=int, help="recorded steps (default 160; quick 40)")
     p.add_argument("--every", type=int, help="k (default 10; quick 5)")
     p.add_argument("--rounds", type=int, help="verify rounds per worker count (default 2; quick 1)")

@@ -22,7 +22,6 @@ new ``DataLoader`` and replays k steps, then compares the weights.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts._bench_common import (  # noqa: E402
+    bench_parser,
     emit,
     format_table,
     interleaved_order,
@@ -134,9 +134,7 @@ def verify_ours(proof: Path, pub: Path, count: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.add_argument("--quick", action="store_true", help="a short run (under 3 minutes on 2 cores)")
+    p = bench_parser(__doc__)
     p.add_argument("--steps", type=int, help="steps per run (default 100; quick 30)")
     p.add_argument("--every", type=int, default=10, help="k (default 10)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 2)")

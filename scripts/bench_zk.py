@@ -4,7 +4,7 @@
     python scripts/bench_zk.py --json            # full run (first run derives 1M generators: ~4 min)
     python scripts/bench_zk.py --json --quick    # under 3 minutes; extrapolated figures say so
 
-Prints one JSON document on stdout (progress on stderr). Figures:
+Prints a table, or with ``--json`` one JSON document, on stdout (progress on stderr). Figures:
 
 * ``commit_1m_ref_s`` / ``commit_1m_fast_s``: Pedersen commitment to 1M uniformly random
   16-bit signed values (the worst case for digit-skipping; real weights are faster), 4096 per
@@ -18,8 +18,6 @@ Prints one JSON document on stdout (progress on stderr). Figures:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import sys
@@ -30,6 +28,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from scripts._bench_common import bench_parser, emit, format_table, goal, timed  # noqa: E402
+from scripts._bench_common import log as _log  # noqa: E402
 from zk import Committer, Context, GeneratorSet, Params, get_backend  # noqa: E402
 from zk.backend import available_backends  # noqa: E402
 from zk.generators import DEFAULT_DST, cache_path, write_cache_file  # noqa: E402
@@ -39,13 +39,7 @@ ONE_M = 1 << 20
 
 
 def log(msg: str) -> None:
-    print(f"[bench_zk] {msg}", file=sys.stderr, flush=True)
-
-
-def timed(fn: Any, *args: Any, **kw: Any) -> tuple[float, Any]:
-    t = time.perf_counter()
-    out = fn(*args, **kw)
-    return time.perf_counter() - t, out
+    _log("bench_zk", msg)
 
 
 def bench_commit(backend_name: str, n_values: int) -> dict[str, float]:
@@ -112,13 +106,9 @@ def bench_load(size: int) -> dict[str, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", action="store_true", help="print the JSON document (always printed; kept for CI)")
-    ap.add_argument("--quick", action="store_true", help="finish under 3 minutes; extrapolate where stated")
-    args = ap.parse_args()
+    args = bench_parser(__doc__, "finish under 3 minutes; extrapolate where stated").parse_args()
     fast = "arkworks" in available_backends()
     doc: dict[str, Any] = {
-        "schema_version": 1,
         "quick": args.quick,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         # Other work on the machine inflates wall-clock figures: the load average says how much.
@@ -187,7 +177,9 @@ def main() -> int:
         "load_1m_generators_s": 1,
     }
     doc["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(json.dumps(doc, indent=2))
+    rows = [[name, doc.get(name), limit, "n/a" if doc.get(name) is None else goal(doc[name], limit)]
+            for name, limit in doc["goals"].items()]
+    emit(doc, as_json=args.json, table=format_table(rows, ["figure", "measured", "goal (at most)", "status"]))
     return 0
 
 

@@ -11,8 +11,6 @@ maximum and far below what forgeries produce (scripts/bench_security.py).
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +19,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts._bench_common import bench_parser, emit, format_table  # noqa: E402
 
 
 def measure(task: str, steps: int, every: int, seeds: list[int], record_threads: int, replay_threads: int,
@@ -49,9 +50,7 @@ def measure(task: str, steps: int, every: int, seeds: list[int], record_threads:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json", action="store_true")
+    ap = bench_parser(__doc__, "2 seeds and 20 ResNet-20 steps")
     ap.add_argument("--record-threads", type=int, default=2)
     ap.add_argument("--replay-threads", type=int, default=1)
     args = ap.parse_args()
@@ -60,13 +59,11 @@ def main() -> None:
     runs.append(("synthetic-resnet20", 20 if args.quick else 60, 10, {"num_samples": 1024, "heldout": 128}))
     rows = [measure(t, s, k, seeds if t != "synthetic-resnet20" else seeds[:2], args.record_threads,
                     args.replay_threads, kw) for t, s, k, kw in runs]
-    if args.json:
-        print(json.dumps({"record_threads": args.record_threads, "replay_threads": args.replay_threads, "rows": rows}, indent=2))
-        return
-    print(f"{'task':<20} {'segments':>8} {'dist median':>12} {'dist p99':>10} {'dist max':>10} {'progress min..max':>20}")
-    for r in rows:
-        print(f"{r['task']:<20} {r['segments']:>8} {r['distance_median']:>12.3g} {r['distance_p99']:>10.3g} "
-              f"{r['distance_max']:>10.3g} {r['progress_min']:>9.4f}..{r['progress_max']:.4f}")
+    table = format_table([[r["task"], r["segments"], r["distance_median"], r["distance_p99"], r["distance_max"],
+                           f"{r['progress_min']:.4f}..{r['progress_max']:.4f}"] for r in rows],
+                         ["task", "segments", "dist median", "dist p99", "dist max", "progress min..max"])
+    emit({"record_threads": args.record_threads, "replay_threads": args.replay_threads, "rows": rows},
+         as_json=args.json, table=table)
 
 
 if __name__ == "__main__":

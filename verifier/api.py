@@ -113,7 +113,7 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
                 report.extend([not_applicable_for_legacy(Check("data_commitment", None)),
                                not_applicable_for_legacy(Check("initialization", None))])
             else:
-                report.extend([checks.data_check(reader, data.train), checks.init_check(reader, model_spec)])
+                report.extend([checks.data_check(reader, data.train), checks.init_check(reader, model_spec, scan)])
             report.info.update({"mode": mode, "device": device, "threads": _threads(),
                                 "environment_mismatches": mismatches})
             replay_segments(reader, report, data, opts, progress, response, scan, pool)

@@ -142,7 +142,7 @@ def data_check(reader: ProofReader, dataset: Any) -> Check:
     return Check("data_commitment", True, f"Merkle root over {n} samples matches", root.hex())
 
 
-def init_check(reader: ProofReader, model_spec: str) -> Check:
+def init_check(reader: ProofReader, model_spec: str, scan: CheckpointScan) -> Check:
     plan = reader.plan
     expected = seeded_weights(model_spec, plan.model.get("kwargs") or {}, plan.seed)
     state = reader.checkpoint_state(0)
@@ -152,7 +152,7 @@ def init_check(reader: ProofReader, model_spec: str) -> Check:
         return Check("initialization", False, "differs from seed", f"checkpoint 0 differs from the seeded model in {diff[:4]}")
     if any(k.startswith(OPTIM_STATE) for k in state):
         return Check("initialization", False, "optimizer state present", "checkpoint 0 must hold a fresh optimizer")
-    if reader.stored_state_digest(0) != reader.state_digests[0]:
+    if 0 in scan.digest_mismatch:
         # A compact proof codes checkpoint 0 against the model this stack seeds, so a stack
         # that initialises differently shows up here rather than as differing weights.
         return Check("initialization", False, "differs from the committed digest",
