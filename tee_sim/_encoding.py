@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from pol.hashing import canonical_json  # one canonical JSON for the whole project
@@ -24,12 +25,20 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 overflows to inf, which canonical JSON cannot hold
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def strict_json_loads(data: bytes | str, error: type[TeeInputError], what: str) -> Any:
-    """Parse untrusted JSON, rejecting duplicate keys and NaN/Infinity, raising ``error``."""
+    """Parse untrusted JSON, rejecting duplicate keys and NaN/Infinity (also as 1e999), raising ``error``."""
     try:
         if isinstance(data, bytes):
             data = data.decode("utf-8")
-        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                          parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise error(f"{what} is not valid JSON: {exc}") from None
 

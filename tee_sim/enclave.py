@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from tee_sim.platform import SimulatedPlatform
 
 
+def _check_nonce(nonce: object) -> None:
+    if not isinstance(nonce, (bytes, bytearray)) or len(nonce) < MIN_NONCE_BYTES:
+        raise EnclaveError(f"nonce must be at least {MIN_NONCE_BYTES} bytes (128 bits)")
+
+
 class EnclaveRun(NamedTuple):
     """What :meth:`Enclave.run` returns: the output bytes and the quote that binds them."""
 
@@ -108,15 +113,13 @@ class Enclave:
 
     def attest(self, output: bytes, *, nonce: bytes) -> Quote:
         """A quote binding ``output`` to the verifier's ``nonce`` and this enclave's key."""
-        if not isinstance(nonce, (bytes, bytearray)) or len(nonce) < MIN_NONCE_BYTES:
-            raise EnclaveError(f"nonce must be at least {MIN_NONCE_BYTES} bytes (128 bits)")
+        _check_nonce(nonce)
         report_data = expected_report_data(self.public_key, bytes(nonce), output_digest(output))
         return self._platform._quote(self.report(report_data), self.public_key)
 
     def run(self, data: bytes, *, nonce: bytes) -> EnclaveRun:
         """Run the enclave's function on ``data``; return ``(output, quote)``."""
-        if not isinstance(nonce, (bytes, bytearray)) or len(nonce) < MIN_NONCE_BYTES:
-            raise EnclaveError(f"nonce must be at least {MIN_NONCE_BYTES} bytes (128 bits)")
+        _check_nonce(nonce)  # before running the function, not only in attest()
         output = self._fn(bytes(data), self.config)
         if isinstance(output, (bytearray, memoryview)):
             output = bytes(output)

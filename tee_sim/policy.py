@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,15 +182,4 @@ def read_policy_file(path: str | os.PathLike[str]) -> tuple[bytes, AttestationPo
     return root, AttestationPolicy.from_json(obj)
 
 
-def policy_for(
-    *,
-    mr_enclave: Iterable[bytes] = (),
-    mr_signer: Iterable[bytes] = (),
-    **kwargs: Any,
-) -> AttestationPolicy:
-    """Shorthand: ``policy_for(mr_enclave=[enclave.mr_enclave], min_isv_svn=2)``."""
-    return AttestationPolicy(allowed_mr_enclave=frozenset(mr_enclave), allowed_mr_signer=frozenset(mr_signer),
-                             **kwargs)
-
-
-__all__ = ["AttestationPolicy", "UnsafePolicyWarning", "read_policy_file", "write_policy_file", "policy_for"]
+__all__ = ["AttestationPolicy", "UnsafePolicyWarning", "read_policy_file", "write_policy_file"]

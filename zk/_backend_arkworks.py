@@ -7,9 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from py_arkworks_bls12381 import G1Point, Scalar
 
+from zk.backend import CURVE_ORDER as _R
 from zk.errors import PointDecodeError
-
-_R = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 
 
 class _Prepared:

@@ -183,7 +183,7 @@ def verify_cmd(proof: str, ownership: str | None, challenge: str | None, opening
     if opening is not None:
         try:
             doc = json.loads(Path(opening).read_text())
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
             raise ZkFormatError(f"cannot read openings {opening}: {exc}") from None
     trusted = None
     if key is not None:

@@ -72,7 +72,6 @@ def build_section(
     backend: Backend | None = None,
     deltas: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
-    progress: Any = None,
 ) -> tuple[ZkSection, ZkSecrets]:
     """Commit the ``model/`` float tensors of every stored checkpoint and sign the section."""
     from pol.keys import sign
@@ -112,8 +111,6 @@ def build_section(
             dcoms.append(dcom)
             dblinds.append(dbl)
         prev = (i, com, bl, vec)
-        if progress is not None:
-            progress(1)
     assert layout is not None
     section = ZkSection(
         params, run_id, layout, indices, clipped, coms, dcoms, proofs, signer=bytes(signing_key.verify_key)
@@ -255,6 +252,9 @@ def parse_openings(doc: Any) -> tuple[bytes, int, list[ChunkOpening]]:
             raise TypeError("checkpoint")
         out = []
         for c in doc["chunks"]:
+            index = c["index"]
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise TypeError("chunk index must be an integer")
             vals = c["values"]
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
                 raise TypeError("values must be integers")
@@ -263,7 +263,7 @@ def parse_openings(doc: Any) -> tuple[bytes, int, list[ChunkOpening]]:
                 raise ValueError("blinding out of range")
             out.append(
                 ChunkOpening(
-                    int(c["index"]),
+                    index,
                     tuple(vals),
                     blinding,
                     bytes.fromhex(c["commitment"]),
@@ -284,15 +284,13 @@ def _check(name: str, passed: bool, figure: str, detail: str) -> dict[str, Any]:
     return {"name": name, "passed": bool(passed), "figure": figure, "detail": detail}
 
 
-def _trusted_bytes(verify_key: Any) -> bytes | None:
+def _is_trusted(verify_key: Any, signer: bytes) -> bool:
+    """Whether ``signer`` is the key the verifier trusts (None: the proof's own signer is trusted)."""
     if verify_key is None:
-        return None
-    if isinstance(verify_key, bytes | bytearray):
-        return bytes(verify_key)
-    vk = getattr(verify_key, "verify_key", verify_key)  # pol.keys.TrustedKey or nacl VerifyKey
-    if vk is None:
-        return None
-    return bytes(vk)
+        return True
+    if hasattr(verify_key, "matches"):  # pol.keys.TrustedKey: a key file or only a fingerprint
+        return bool(verify_key.matches(signer))
+    return bytes(verify_key) == signer  # raw 32 bytes or a nacl VerifyKey
 
 
 def verify_zk_section(
@@ -334,20 +332,13 @@ def verify_zk_section(
     sig_ok, detail = True, "Ed25519 signature over the /zk digest by the proof's signer"
     if section.signer != proof_signer:
         sig_ok, detail = False, "the /zk section is signed by a different key than the proof"
+    elif not _is_trusted(verify_key, section.signer):
+        sig_ok, detail = False, f"signer {fingerprint(section.signer)} is not the trusted key"
     else:
-        trusted = verify_key
-        if trusted is not None and hasattr(trusted, "matches"):
-            if not trusted.matches(section.signer):
-                sig_ok, detail = False, f"signer {fingerprint(section.signer)} is not the trusted key"
-        else:
-            tb = _trusted_bytes(trusted)
-            if tb is not None and tb != section.signer:
-                sig_ok, detail = False, f"signer {fingerprint(section.signer)} is not the trusted key"
-        if sig_ok:
-            try:
-                verify_signature(section.signer, SIGN_DOMAIN, section.digest(), section.signature)
-            except BadSignatureError:
-                sig_ok, detail = False, "the /zk signature does not verify (section edited after signing?)"
+        try:
+            verify_signature(section.signer, SIGN_DOMAIN, section.digest(), section.signature)
+        except BadSignatureError:
+            sig_ok, detail = False, "the /zk signature does not verify (section edited after signing?)"
     checks.append(_check("zk.signature", sig_ok, fingerprint(section.signer), detail))
 
     # Merkle roots
@@ -468,6 +459,9 @@ def _openings_check(committer: Committer, section: ZkSection, doc: Any) -> dict[
     name = "zk.openings"
     if run_id != section.run_id:
         return _check(name, False, "0", "the openings are for another run")
+    if ckpt not in section.checkpoints:
+        return _check(name, False, f"0/{len(openings)} chunks of checkpoint {ckpt}",
+                      "that checkpoint is not committed in /zk")
     com = section.commitment_for(ckpt)
     ok = 0
     fail = ""

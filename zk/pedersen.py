@@ -87,12 +87,6 @@ class Committer:
             self._gens = GeneratorSet.load(self.params.chunk_size, self.params.dst, self.backend, self.cache_dir)
         return self._gens
 
-    def with_generators(self, gens: GeneratorSet) -> Committer:
-        if gens.size != self.params.chunk_size or gens.dst != self.params.dst or gens.backend is not self.backend:
-            raise ValueError("generator set does not match the parameters/backend")
-        self._gens = gens
-        return self
-
     def n_chunks(self, length: int) -> int:
         return max(1, -(-length // self.params.chunk_size))
 

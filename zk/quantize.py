@@ -9,6 +9,7 @@ scale and bit width are fixed for a run, so integer relations between checkpoint
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ import numpy as np
 DEFAULT_SCALE_BITS = 12
 #: Default bit width of a committed value (signed).
 DEFAULT_BITS = 16
+#: Most values a layout may describe (2^40, a trillion parameters); more is refused.
+MAX_VALUES = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,14 @@ class Layout:
     names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
 
+    def __post_init__(self) -> None:
+        # Python integers: numpy's int64 product would wrap around silently.
+        if sum(math.prod(s) for s in self.shapes) > MAX_VALUES:
+            raise ValueError(f"layout describes more than {MAX_VALUES} values")
+
     @property
     def sizes(self) -> tuple[int, ...]:
-        return tuple(int(np.prod(s, dtype=np.int64)) for s in self.shapes)
+        return tuple(math.prod(s) for s in self.shapes)
 
     @property
     def offsets(self) -> tuple[int, ...]:
@@ -93,4 +101,4 @@ def flatten(tensors: Mapping[str, np.ndarray], quantizer: Quantizer) -> tuple[La
     return layout, vec, clipped
 
 
-__all__ = ["DEFAULT_SCALE_BITS", "DEFAULT_BITS", "Quantizer", "Layout", "flatten"]
+__all__ = ["DEFAULT_SCALE_BITS", "DEFAULT_BITS", "MAX_VALUES", "Quantizer", "Layout", "flatten"]

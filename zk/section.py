@@ -44,6 +44,10 @@ SIGN_DOMAIN = b"pol-zk/section/v1"
 SECRETS_KIND = "pol-zk-secrets"
 MAX_CHECKPOINTS = 1 << 20
 MAX_CHUNKS = 1 << 22
+#: Most chunk commitments one array of the section may hold (checkpoints x chunks per
+#: checkpoint): 2^24 x 48 bytes = 768 MiB. Also the byte cap on any dataset read from /zk.
+MAX_TOTAL_CHUNKS = 1 << 24
+MAX_DATASET_BYTES = MAX_TOTAL_CHUNKS * 48
 
 
 # --------------------------------------------------------------------------- the section
@@ -193,18 +197,31 @@ def _dataset(g: Any, name: str, shape: tuple[int | None, ...], kinds: str) -> np
     for have, want in zip(ds.shape, shape):
         if want is not None and have != want:
             raise ZkFormatError(f"/zk/{name} has shape {ds.shape}; expected {shape}")
+    nbytes = int(ds.size) * ds.dtype.itemsize
+    if nbytes > MAX_DATASET_BYTES:
+        raise ZkFormatError(f"/zk/{name} declares {nbytes} bytes; at most {MAX_DATASET_BYTES} are read")
+    # Unfiltered data occupies its full size on disk; less means unwritten (fill-value) regions,
+    # i.e. a small file declaring a huge array.
+    if nbytes > 1 << 20 and not ds.id.get_create_plist().get_nfilters() and ds.id.get_storage_size() < nbytes:
+        raise ZkFormatError(f"/zk/{name} declares {nbytes} bytes but stores {ds.id.get_storage_size()}")
     return np.asarray(ds[()])
+
+
+def _open_h5(path: str | os.PathLike[str], what: str) -> Any:
+    """``h5py.File(path, "r")``, or ZkFormatError naming ``what`` if it cannot be opened."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise ZkFormatError(f"{path} is not a readable {what} ({exc})") from None
 
 
 def read_section(path: str | os.PathLike[str]) -> ZkSection:
     """Parse and validate the ``/zk`` group (raises ZkFormatError if absent or malformed)."""
     import h5py
 
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ZkFormatError(f"{path} is not a readable HDF5 file ({exc})") from None
-    with f:
+    with _open_h5(path, "HDF5 file") as f:
         if GROUP not in f or not isinstance(f[GROUP], h5py.Group):
             raise ZkFormatError(f"{path} has no /{GROUP} section (run `pol zk commit` first)")
         g = f[GROUP]
@@ -258,6 +275,10 @@ def _parse_section(g: Any) -> ZkSection:
         raise ZkFormatError("/zk/checkpoints must be 1.. distinct non-negative indices")
     if list(ckpts) != sorted(ckpts.tolist()):
         raise ZkFormatError("/zk/checkpoints must be increasing")
+    if n * n_chunks > MAX_TOTAL_CHUNKS:
+        raise ZkFormatError(
+            f"/zk declares {n} checkpoints x {n_chunks} chunks; at most {MAX_TOTAL_CHUNKS} commitments are supported"
+        )
     clipped = _dataset(g, "clipped", (n,), "iu")
     coms = _dataset(g, "commitments", (n, n_chunks, 48), "u")
     roots = _dataset(g, "roots", (n, 32), "u")
@@ -320,13 +341,7 @@ def _scalars_array(rows: Sequence[Sequence[int]]) -> np.ndarray:
 
 
 def read_secrets(path: str | os.PathLike[str]) -> ZkSecrets:
-    import h5py
-
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ZkFormatError(f"{path} is not a readable secrets file ({exc})") from None
-    with f:
+    with _open_h5(path, "secrets file") as f:
         try:
             if f.attrs.get("kind") != SECRETS_KIND or int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
                 raise ZkFormatError(f"{path} is not a pol zk secrets file (version {SCHEMA_VERSION})")

@@ -28,9 +28,6 @@ class Transcript:
     def append_u64(self, label: bytes, value: int) -> None:
         self.append(label, struct.pack(">Q", value))
 
-    def append_scalar(self, label: bytes, value: int) -> None:
-        self.append(label, (value % CURVE_ORDER).to_bytes(32, "big"))
-
     def _squeeze(self, label: bytes, nbytes: int) -> bytes:
         state = self._h.copy().digest()
         out = b"".join(

@@ -8,10 +8,12 @@ from typing import Any
 
 from tee_sim import (
     AttestationPolicy,
+    AttestationResult,
     AttestationVerifier,
     Collateral,
     Enclave,
     NonceRegistry,
+    Quote,
     SimulatedPlatform,
     SimulatedVendor,
     issue_collateral,
@@ -63,6 +65,20 @@ class World:
         }
         kwargs.update(changes)
         return AttestationVerifier(**kwargs)
+
+    def run(self, enclave: Enclave | None = None, data: bytes = b"data") -> tuple[bytes, bytes, Quote]:
+        """``(nonce, output, quote)``: a fresh nonce, then ``enclave`` (default: the honest one) run on ``data``."""
+        nonce = self.nonces.issue()
+        output, quote = (self.enclave if enclave is None else enclave).run(data, nonce=nonce)
+        return nonce, output, quote
+
+    def attest(
+        self, enclave: Enclave | None = None, *, verifier: AttestationVerifier | None = None, **changes: Any
+    ) -> tuple[AttestationResult, Quote]:
+        """Run ``enclave`` on a fresh nonce; verify with ``verifier`` (default: ``self.verifier(**changes)``)."""
+        nonce, output, quote = self.run(enclave)
+        checker = self.verifier(**changes) if verifier is None else verifier
+        return checker.verify(quote, nonce=nonce, output=output), quote
 
 
 def make_world(clock: FakeClock) -> World:

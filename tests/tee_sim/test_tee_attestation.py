@@ -24,9 +24,7 @@ from tee_sim.keys import AttestationKeyCertificate
 
 
 def _honest(world: World, data: bytes = b"segment input") -> tuple[bytes, bytes, Quote]:
-    nonce = world.nonces.issue()
-    output, quote = world.enclave.run(data, nonce=nonce)
-    return nonce, output, quote
+    return world.run(data=data)
 
 
 def test_tee_accepts_honest_quote(world: World) -> None:
@@ -120,9 +118,7 @@ def test_tee_rejects_foreign_root(world: World) -> None:
     # Give the verifier collateral listing the rogue platform's TCB, so only the root can fail.
     collateral = issue_collateral(world.vendor, platforms=[world.platform, rogue], issue_date=T0 - 60,
                                   next_update=T0 + 86_400)
-    nonce = world.nonces.issue()
-    output, quote = rogue_enclave.run(b"data", nonce=nonce)
-    result = world.verifier(collateral=collateral).verify(quote, nonce=nonce, output=output)
+    result, _ = world.attest(rogue_enclave, collateral=collateral)
     assert result.reasons == (Reason.PLATFORM_CERTIFICATE_UNTRUSTED,)
 
 
@@ -148,42 +144,33 @@ def test_tee_rejects_edited_collateral(world: World) -> None:
 def test_tee_rejects_debug_enclave(world: World) -> None:
     debug_enclave = world.platform.launch(segment_v1, config={"key": 7}, isv_svn=2, debug=True)
     assert debug_enclave.mr_enclave == world.enclave.mr_enclave  # same code; only the attribute differs
-    nonce = world.nonces.issue()
-    output, quote = debug_enclave.run(b"data", nonce=nonce)
+    result, quote = world.attest(debug_enclave)
     assert quote.body.debug
-    result = world.verifier().verify(quote, nonce=nonce, output=output)
     assert result.reasons == (Reason.DEBUG_ENCLAVE,)
 
 
 def test_tee_accepts_debug_enclave_only_when_policy_allows(world: World) -> None:
     debug_enclave = world.platform.launch(segment_v1, config={"key": 7}, isv_svn=2, debug=True)
-    nonce = world.nonces.issue()
-    output, quote = debug_enclave.run(b"data", nonce=nonce)
     policy = dataclasses.replace(world.policy, allow_debug=True)
-    result = world.verifier(policy=policy).verify(quote, nonce=nonce, output=output)
+    result, _ = world.attest(debug_enclave, policy=policy)
     assert result.accepted and result.claims.debug
 
 
 def test_tee_rejects_mr_enclave_not_allowed(world: World) -> None:
     other = world.platform.launch(segment_v2, config={"key": 7}, isv_svn=2)
-    nonce = world.nonces.issue()
-    output, quote = other.run(b"data", nonce=nonce)
-    result = world.verifier().verify(quote, nonce=nonce, output=output)
+    result, _ = world.attest(other)
     assert result.reasons == (Reason.MR_ENCLAVE_NOT_ALLOWED,)
 
 
 def test_tee_rejects_same_code_with_other_config(world: World) -> None:
     other = world.platform.launch(segment_v1, config={"key": 8}, isv_svn=2)
-    nonce = world.nonces.issue()
-    output, quote = other.run(b"data", nonce=nonce)
-    assert world.verifier().verify(quote, nonce=nonce, output=output).reasons == (Reason.MR_ENCLAVE_NOT_ALLOWED,)
+    result, _ = world.attest(other)
+    assert result.reasons == (Reason.MR_ENCLAVE_NOT_ALLOWED,)
 
 
 def test_tee_rejects_isv_svn_too_low(world: World) -> None:
     old = world.platform.launch(segment_v1, config={"key": 7}, isv_svn=1)
-    nonce = world.nonces.issue()
-    output, quote = old.run(b"data", nonce=nonce)
-    result = world.verifier().verify(quote, nonce=nonce, output=output)
+    result, _ = world.attest(old)
     assert result.reasons == (Reason.ISV_SVN_TOO_LOW,)
 
 
@@ -221,9 +208,7 @@ def test_tee_accepts_sw_hardening_needed_when_allowed_and_reports_advisories(wor
 def test_tee_rejects_platform_missing_from_tcb_info(world: World) -> None:
     other = SimulatedPlatform.create(world.vendor, fmspc=bytes.fromhex("00a067110000"), now=T0 - 3600)
     enclave = other.launch(segment_v1, config={"key": 7}, isv_svn=2)
-    nonce = world.nonces.issue()
-    output, quote = enclave.run(b"data", nonce=nonce)
-    result = world.verifier().verify(quote, nonce=nonce, output=output)
+    result, _ = world.attest(enclave)
     assert result.reasons == (Reason.TCB_LEVEL_UNKNOWN,)
     assert result.tcb_status is None
 
@@ -318,16 +303,10 @@ def test_tee_mr_signer_policy_accepts_new_code_from_same_signer(world: World) ->
     policy = AttestationPolicy(allowed_mr_signer=frozenset({v1.mr_signer}), isv_prod_id=3, min_isv_svn=2)
     verifier = world.verifier(policy=policy)
     for enclave in (v1, v2):
-        nonce = world.nonces.issue()
-        output, quote = enclave.run(b"data", nonce=nonce)
-        assert verifier.verify(quote, nonce=nonce, output=output).accepted
-    nonce = world.nonces.issue()
-    output, quote = stranger.run(b"data", nonce=nonce)
-    assert verifier.verify(quote, nonce=nonce, output=output).reasons == (Reason.MR_SIGNER_NOT_ALLOWED,)
+        assert world.attest(enclave, verifier=verifier)[0].accepted
+    assert world.attest(stranger, verifier=verifier)[0].reasons == (Reason.MR_SIGNER_NOT_ALLOWED,)
     other_product = world.platform.launch(segment_v1, signer=signer, isv_prod_id=4, isv_svn=3)
-    nonce = world.nonces.issue()
-    output, quote = other_product.run(b"data", nonce=nonce)
-    assert verifier.verify(quote, nonce=nonce, output=output).reasons == (Reason.ISV_PROD_ID_NOT_ALLOWED,)
+    assert world.attest(other_product, verifier=verifier)[0].reasons == (Reason.ISV_PROD_ID_NOT_ALLOWED,)
 
 
 def test_tee_channel_key_reaches_only_the_attested_enclave(world: World) -> None:

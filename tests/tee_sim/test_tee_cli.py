@@ -111,6 +111,19 @@ def test_tee_cli_other_malformed_inputs_exit_2(state: Path, what: str) -> None:
     assert err.startswith("pol: error:")
 
 
+def test_tee_cli_overflowing_number_in_collateral_is_an_error_document(state: Path) -> None:
+    # 1e999 parses to inf, which canonical JSON cannot encode: it must be refused while parsing.
+    nonce, ev = _attest(state)
+    collateral = ev / "collateral.json"
+    collateral.write_bytes(collateral.read_bytes().replace(b'{"body":{', b'{"body":{"extra":1e999,', 1))
+    code, out, err = _invoke("verify", str(ev / "quote.bin"), "--policy", str(state / "policy.json"),
+                             "--state", str(state), "--nonce", nonce, "--json")
+    assert code == 2, err
+    doc = json.loads(out)
+    assert doc["verdict"] == "error" and "collateral" in doc["error"] and "out of range" in doc["error"]
+    assert err.startswith("pol: error: collateral") and err.count("\n") == 1
+
+
 def test_tee_cli_debug_enclave_rejected(state: Path) -> None:
     nonce, ev = _attest(state, "--debug")
     code, doc = _verify_json(state, ev / "quote.bin", "--nonce", nonce)

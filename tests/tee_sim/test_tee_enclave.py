@@ -43,6 +43,26 @@ def test_tee_enclave_run_rejects_short_nonce(world: World) -> None:
         world.enclave.run(b"x", nonce=b"\x00" * 15)
 
 
+_CALLS: list[bytes] = []
+
+
+def _recording(data: bytes, config: object) -> bytes:
+    _CALLS.append(data)
+    return data
+
+
+@pytest.mark.parametrize("nonce", [b"\x00" * 15, "0" * 32, None])
+def test_tee_enclave_checks_nonce_before_running_and_in_attest(world: World, nonce: object) -> None:
+    enclave = world.platform.launch(_recording)
+    _CALLS.clear()
+    with pytest.raises(EnclaveError, match="128 bits"):
+        enclave.run(b"x", nonce=nonce)  # type: ignore[arg-type]
+    assert _CALLS == []  # refused before the enclave function ran
+    with pytest.raises(EnclaveError, match="128 bits"):
+        enclave.attest(b"output", nonce=nonce)  # type: ignore[arg-type]
+    assert enclave.run(b"y", nonce=world.nonces.issue()).output == b"y" and _CALLS == [b"y"]
+
+
 def _returns_text(data: bytes, config: object) -> bytes:
     return "not bytes"  # type: ignore[return-value]
 

@@ -39,9 +39,7 @@ def test_tee_policy_allow_any_measurement_is_loud(world: World) -> None:
     with pytest.warns(UnsafePolicyWarning):
         policy = AttestationPolicy(allow_any_measurement=True)
     other = world.platform.launch(segment_v1, config={"anything": 1}, isv_svn=5)
-    nonce = world.nonces.issue()
-    output, quote = other.run(b"x", nonce=nonce)
-    result = world.verifier(policy=policy).verify(quote, nonce=nonce, output=output)
+    result, _ = world.attest(other, policy=policy)
     assert result.accepted
     measurement = [c for c in result.checks if c.name == "measurement"]
     assert measurement and measurement[0].figure == "ANY" and "UNSAFE" in measurement[0].detail
@@ -104,8 +102,6 @@ def test_tee_verifier_pins_root_from_policy_file_not_evidence(world: World, tmp_
     rogue_collateral = issue_collateral(rogue_vendor, platforms=[rogue], issue_date=T0 - 10, next_update=T0 + 100)
     verifier = AttestationVerifier.from_policy_file(path, collateral=rogue_collateral, nonces=world.nonces,
                                                     clock=world.clock)
-    nonce = world.nonces.issue()
-    output, quote = rogue.launch(segment_v1, config={"key": 7}, isv_svn=2).run(b"x", nonce=nonce)
-    result = verifier.verify(quote, nonce=nonce, output=output)
+    result, _ = world.attest(rogue.launch(segment_v1, config={"key": 7}, isv_svn=2), verifier=verifier)
     assert not result.accepted
     assert set(result.reasons) == {Reason.COLLATERAL_SIGNATURE_INVALID, Reason.PLATFORM_CERTIFICATE_UNTRUSTED}

@@ -128,6 +128,7 @@ def test_tee_collateral_roundtrip(world: World) -> None:
         "short_fmspc",
         "extra_field",
         "nan",
+        "overflow_to_inf",
         "bool_for_int",
     ],
 )
@@ -149,8 +150,12 @@ def test_tee_collateral_parse_rejects_malformed(world: World, edit: str) -> None
             body["trust_me"] = True
         elif edit == "nan":
             body["next_update"] = float("nan")
+        elif edit == "overflow_to_inf":
+            body["trust_me"] = "OVERFLOW"  # in a field no type check looks at: only the parser can refuse it
         elif edit == "bool_for_int":
             body["issue_date"] = True
-        raw = json.dumps(doc).encode()
-    with pytest.raises(CollateralFormatError):
+        raw = json.dumps(doc).encode().replace(b'"OVERFLOW"', b"1e999")
+    with pytest.raises(CollateralFormatError) as info:
         Collateral.from_bytes(raw)
+    if edit == "overflow_to_inf":
+        assert b"1e999" in raw and "out of range" in str(info.value)

@@ -41,6 +41,20 @@ def test_flatten_orders_by_name_and_records_layout() -> None:
     assert vec.tolist() == [0, 0, 4096, 4096]
 
 
+def test_layout_sizes_are_exact_and_absurd_layouts_are_refused() -> None:
+    from zk.quantize import MAX_VALUES
+
+    big = Layout(("a", "b"), ((1 << 20, 1 << 19), (3,)))  # 2^39 + 3: past int32, exact
+    assert big.sizes == (1 << 39, 3) and big.total == (1 << 39) + 3 and big.offsets == (0, 1 << 39)
+    # 2^32 * (2^32 + 1) wraps to 2^32 in int64; 2^32 * 2^32 wraps to 0 and would hide beside a small tensor
+    for shapes in [((1 << 32, (1 << 32) + 1),), ((1 << 32, 1 << 32), (1000,))]:
+        with pytest.raises(ValueError, match="more than"):
+            Layout(tuple("ab"[: len(shapes)]), shapes)
+    assert Layout(("a",), ((MAX_VALUES,),)).total == MAX_VALUES
+    with pytest.raises(ValueError):
+        Layout(("a",), ((MAX_VALUES + 1,),))
+
+
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 9])
 def test_merkle_paths_verify_at_every_index(count: int) -> None:
     leaves = [bytes([i]) * 48 for i in range(count)]

@@ -14,6 +14,7 @@ from cli_runner import run_json, run_pol
 from helpers_train import train_recorded
 from zk_testutil import needs_arkworks, non_subgroup_point
 
+from zk.errors import ZkFormatError
 from zk.link import read_secrets, read_section, verify_zk_section, write_section
 
 CHUNK = 256
@@ -221,6 +222,13 @@ def test_chunk_openings(committed: Path, tmp_path: Path, capsys: pytest.CaptureF
     op.write_text(json.dumps(doc_json))
     code, doc = run_json(["zk", "verify", committed, "--opening", op], capsys)
     assert code == 1 and failed(doc) == {"zk.openings"}
+    # a well-formed opening that claims a checkpoint the section does not commit: a failed claim
+    doc_json["checkpoint"] = 999
+    op.write_text(json.dumps(doc_json))
+    code, doc = run_json(["zk", "verify", committed, "--opening", op], capsys)
+    assert code == 1 and failed(doc) == {"zk.openings"}
+    (check,) = [c for c in doc["checks"] if c["name"] == "zk.openings"]
+    assert "not committed" in check["detail"] and "checkpoint 999" in check["figure"]
 
 
 @pytest.mark.parametrize(
@@ -246,6 +254,51 @@ def test_malformed_section_exits_2(copy: Path, breakage: str, capsys: pytest.Cap
     assert code == 2 and out == "" and "Traceback" not in err
 
 
+def _declare(g: h5py.Group, name: str, shape: tuple[int, ...], dtype: type = np.uint8) -> None:
+    """Replace ``g[name]`` by a dataset that declares ``shape`` but stores nothing (a few KB on disk)."""
+    del g[name]
+    g.create_dataset(name, shape=shape, dtype=dtype, chunks=(1,) * (len(shape) - 1) + (min(shape[-1], 48),))
+
+
+def _set_layout(g: h5py.Group, shapes: list[list[int]], length: int) -> None:
+    g.attrs["layout"] = json.dumps({"names": [f"model/t{i}" for i in range(len(shapes))], "shapes": shapes})
+    g.attrs["length"] = length
+
+
+@pytest.mark.parametrize("breakage", ["too_many_commitments", "unwritten_commitments", "wrapping_layout"])
+def test_section_that_declares_huge_arrays_exits_2(copy: Path, breakage: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from zk.section import MAX_TOTAL_CHUNKS
+
+    with h5py.File(copy, "a") as f:
+        g = f["zk"]
+        n = len(g["checkpoints"])
+        if breakage == "too_many_commitments":
+            # 2^16 checkpoints x 2^22 chunks x 48 bytes = 12 TiB asked of a small file
+            n_chunks = 1 << 22
+            _set_layout(g, [[CHUNK, n_chunks]], CHUNK * n_chunks)
+            del g["checkpoints"]
+            g.create_dataset("checkpoints", data=np.arange(1 << 16, dtype=np.int64))
+            _declare(g, "commitments", (1 << 16, n_chunks, 48))
+            assert (1 << 16) * n_chunks > MAX_TOTAL_CHUNKS
+            expect = "at most"
+        elif breakage == "unwritten_commitments":
+            # within the caps, but 3 MiB of commitments that the file does not hold
+            n_chunks = 1 << 14
+            _set_layout(g, [[CHUNK * n_chunks]], CHUNK * n_chunks)
+            _declare(g, "commitments", (n, n_chunks, 48))
+            expect = "but stores 0"
+        else:
+            # 2^32 * 2^32 wraps to 0 in int64, so the total would have matched length 1000
+            _set_layout(g, [[1 << 32, 1 << 32], [1000]], 1000)
+            expect = "layout"
+    with pytest.raises(ZkFormatError, match=expect):
+        read_section(copy)
+    code, out, err = run_pol(["zk", "verify", copy, "--json"], capsys)
+    assert code == 2 and out == "" and err.startswith("pol: error:") and err.count("\n") == 1, err
+    assert expect in err
+
+
 def test_bad_cli_input_exits_2(committed: Path, keys: dict[str, Path], tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = run_pol(["zk", "verify", committed, "--ownership", tmp_path / "nope.zkp", "--challenge", "00" * 32],
@@ -253,6 +306,10 @@ def test_bad_cli_input_exits_2(committed: Path, keys: dict[str, Path], tmp_path:
     assert code == 2
     code, _, _ = run_pol(["zk", "verify", committed, "--ownership", committed, "--challenge", "xyz"], capsys)
     assert code == 2
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 5_000)  # json.loads raises RecursionError, not ValueError
+    code, _, err = run_pol(["zk", "verify", committed, "--opening", deep], capsys)
+    assert code == 2 and "cannot read openings" in err and "internal error" not in err
     target = tmp_path / "c.pol.h5"
     shutil.copy(committed, target)
     code, _, err = run_pol(["zk", "commit", target, "--key", keys["other_key"], "--secrets-out", tmp_path / "s.h5",
@@ -271,6 +328,22 @@ def test_verify_zk_section_api(committed: Path, keys: dict[str, Path]) -> None:
     assert all(isinstance(c["figure"], str) and isinstance(c["detail"], str) for c in checks)
     bad = verify_zk_section(str(committed), load_verify_key(keys["other_pub"]))
     assert [c["name"] for c in bad if not c["passed"]] == ["zk.signature"]
+
+
+def test_every_form_of_trusted_key_is_checked(committed: Path, keys: dict[str, Path]) -> None:
+    from pol.keys import TrustedKey, fingerprint, load_verify_key
+
+    good, other = load_verify_key(keys["pub"]), load_verify_key(keys["other_pub"])
+    forms = {
+        "raw bytes": (bytes(good), bytes(other)),
+        "key file": (TrustedKey(good, fingerprint(good), "k"), TrustedKey(other, fingerprint(other), "k")),
+        "fingerprint only": (TrustedKey(None, fingerprint(good), "f"), TrustedKey(None, fingerprint(other), "f")),
+    }
+    for form, (trusted, untrusted) in forms.items():
+        ok = {c["name"]: c for c in verify_zk_section(str(committed), trusted)}
+        assert ok["zk.signature"]["passed"], form
+        bad = {c["name"]: c for c in verify_zk_section(str(committed), untrusted)}
+        assert not bad["zk.signature"]["passed"] and "not the trusted key" in bad["zk.signature"]["detail"], form
 
 
 @needs_arkworks
