@@ -26,6 +26,7 @@ from pol.errors import (
     DataUnavailableError,
     InputError,
     KeyFileError,
+    OutputExistsError,
     PlanError,
     PolError,
     ProofFormatError,
@@ -50,6 +51,7 @@ __all__ = [
     "ProofFormatError",
     "KeyFileError",
     "DataUnavailableError",
+    "OutputExistsError",
     "PlanError",
     "BadSignatureError",
 ]

@@ -25,15 +25,14 @@ from typing import Any
 import numpy as np
 
 from pol.errors import ProofFormatError
-from pol.hashing import contiguous
+from pol.hashing import OPTIMIZER_STATE, contiguous
+from pol.state import MODEL, State
 
 CODECS = ("raw", "delta-zstd")
 DEFAULT_CODEC = "delta-zstd"
 _ZSTD_LEVEL = 3
 _MAX_INDEX_BYTES = 1 << 26
 _MOMENTUM = "/momentum_buffer"
-_OPTIM = "optim/state/"
-State = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,8 @@ def _base(name: str, shape: tuple[int, ...], previous: Mapping[str, np.ndarray] 
           current: Mapping[str, np.ndarray], lr_sum: float) -> np.ndarray | None:
     if previous is None:
         return None
-    if name.startswith(_OPTIM) and name.endswith(_MOMENTUM) and lr_sum > 0:
-        weight = "model/" + name[len(_OPTIM):-len(_MOMENTUM)]
+    if name.startswith(OPTIMIZER_STATE) and name.endswith(_MOMENTUM) and lr_sum > 0:
+        weight = MODEL + name[len(OPTIMIZER_STATE):-len(_MOMENTUM)]
         if weight in previous and weight in current and previous[weight].shape == tuple(shape) \
                 and previous[weight].dtype == np.float32 and current[weight].dtype == np.float32:
             with np.errstate(all="ignore"):

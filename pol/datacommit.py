@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pol.hashing import contiguous, dtype_name, record_header
+from pol.hashing import contiguous, dtype_name, update_with_tensor
 from pol.merkle import merkle_root
 
 SAMPLE_DIGEST = "sha256/pol-sample-v1"
@@ -34,30 +34,16 @@ def dataset_arrays(dataset: Any) -> tuple[np.ndarray, np.ndarray] | None:
 
 def sample_digests(dataset: Any) -> list[bytes]:
     arrays = dataset_arrays(dataset)
+    if arrays is not None:  # every sample has the dtype of its array: name it once
+        samples, x_dtype, y_dtype = zip(*arrays), dtype_name(arrays[0]), dtype_name(arrays[1])
+    else:
+        samples, x_dtype, y_dtype = (dataset[i] for i in range(len(dataset))), None, None
     base = hashlib.sha256(b"pol-sample-v1")
     out: list[bytes] = []
-    if arrays is not None:
-        xs, ys = arrays
-        hx = record_header("x", dtype_name(xs), tuple(xs.shape[1:]))
-        hy = record_header("y", dtype_name(ys), tuple(ys.shape[1:]))
-        xs2 = xs.reshape(len(xs), -1).view(np.uint8) if xs.size else xs
-        ys2 = ys.reshape(len(ys), -1).view(np.uint8) if ys.size else ys
-        for i in range(len(xs)):
-            h = base.copy()
-            h.update(hx)
-            h.update(xs2[i].data)
-            h.update(hy)
-            h.update(ys2[i].data)
-            out.append(h.digest())
-        return out
-    for i in range(len(dataset)):
-        x, y = dataset[i]
-        xa, ya = _as_numpy(x), _as_numpy(y)
+    for x, y in samples:
         h = base.copy()
-        h.update(record_header("x", dtype_name(xa), tuple(xa.shape)))
-        h.update(xa.tobytes())
-        h.update(record_header("y", dtype_name(ya), tuple(ya.shape)))
-        h.update(ya.tobytes())
+        update_with_tensor(h, "x", _as_numpy(x), x_dtype)
+        update_with_tensor(h, "y", _as_numpy(y), y_dtype)
         out.append(h.digest())
     return out
 

@@ -36,12 +36,23 @@ class WeightsFileError(InputError, ValueError):
     """A weights file is unreadable, or refused (e.g. a pickle without --allow-pickle)."""
 
 
+class OutputExistsError(InputError, FileExistsError):
+    """An output file already exists and overwriting it was not asked for (CLI: --force)."""
+
+
 class PlanError(PolError, ValueError):
     """A recording was set up inconsistently (raised before training starts)."""
 
 
 class BadSignatureError(PolError):
     """An Ed25519 signature does not verify under the given key."""
+
+
+def short_reason(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type name:
+    for one-line error messages that quote a library's error."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 __all__ = [
@@ -51,6 +62,8 @@ __all__ = [
     "KeyFileError",
     "DataUnavailableError",
     "WeightsFileError",
+    "OutputExistsError",
     "PlanError",
     "BadSignatureError",
+    "short_reason",
 ]

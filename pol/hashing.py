@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 HASH_NAME = "sha256"
-DIGEST_SIZE = 32
 _NATIVE_LE = np.little_endian
 
 

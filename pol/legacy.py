@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from pol.errors import ProofFormatError
+from pol.errors import OutputExistsError, ProofFormatError, short_reason
 
 __all__ = ["import_legacy", "legacy_limitations", "is_legacy", "LEGACY_SAMPLER", "load_legacy_checkpoint",
            "LEGACY_UNVERIFIABLE_CHECKS"]
@@ -104,9 +104,8 @@ def load_legacy_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
             ModuleNotFoundError, ImportError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ProofFormatError(f"{path}: refused to load (only tensors and plain containers are accepted; "
-                               f"torch.load(weights_only=True) said: {first})") from None
+                               f"torch.load(weights_only=True) said: {short_reason(exc)})") from None
     if not isinstance(obj, Mapping) or not isinstance(obj.get("net"), Mapping):
         raise ProofFormatError(f"{path}: expected a dict with 'net' (a state_dict), found {type(obj).__name__}")
     return dict(obj)
@@ -194,7 +193,7 @@ def import_legacy(src: str | os.PathLike[str], out: str | os.PathLike[str], *, m
         raise ProofFormatError(f"{src} is not a directory (expected model_step_N files, indices.npy)")
     out = Path(out)
     if out.exists() and not overwrite:
-        raise ProofFormatError(f"{out} exists; pass --force to replace it")
+        raise OutputExistsError(f"{out} exists; pass --force to replace it")
     steps = sorted(int(m.group(1)) for p in src.iterdir() if (m := _STEP_FILE.match(p.name)) and p.is_file())
     if len(steps) < 2:
         raise ProofFormatError(f"{src} holds {len(steps)} model_step_N file(s); a proof needs at least two")

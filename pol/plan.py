@@ -8,7 +8,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pol.errors import ProofFormatError
+from pol import schedule
+from pol.errors import PlanError, ProofFormatError
 from pol.hashing import canonical_json
 
 PLAN_VERSION = 1
@@ -49,6 +50,8 @@ class Plan:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Plan":
+        """Parse and validate stored plan bytes; only the canonical encoding is accepted, so
+        that the plan digest (over :meth:`to_bytes`) is the digest of the stored bytes."""
         try:
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -62,21 +65,58 @@ class Plan:
         except TypeError as exc:
             raise ProofFormatError(f"plan fields do not match this format: {exc}") from None
         _check_types(plan)
+        try:
+            canonical = plan.to_bytes() == bytes(raw)
+        except ValueError:  # NaN or Infinity, which canonical JSON excludes
+            canonical = False
+        if not canonical:
+            raise ProofFormatError("plan is not canonical JSON (sorted keys, no whitespace, ASCII, every field)")
         return plan
+
+
+# field -> (expected types, required): the objects inside a plan (see docs/FORMAT.md)
+_NONE = type(None)
+_SHAPES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "model": {"spec": ((str,), True), "kwargs": ((dict,), True)},
+    "data": {"spec": ((str, _NONE), True), "kwargs": ((dict,), True), "num_samples": ((int,), True),
+             "merkle_root": ((str,), True), "sample_digest": ((str,), False)},
+    "optimizer": {"type": ((str,), True), "hparams": ((dict,), True)},
+    "environment": {},
+    "extra": {"codec": ((str,), False), "compact_anchor_every": ((int, _NONE), False)},
+}
+_JSON_NAMES = {str: "a string", dict: "an object", int: "an integer", _NONE: "null"}
 
 
 def _check_types(plan: Plan) -> None:
     ints = {"seed": plan.seed, "batch_size": plan.batch_size, "every": plan.every, "num_steps": plan.num_steps}
     for name, value in ints.items():
         if not isinstance(value, int) or isinstance(value, bool):
-            raise ProofFormatError(f"plan field {name} must be an integer, found {value!r}")
+            raise ProofFormatError(f"plan field {name} must be an integer, found {value!r:.40}")
     if plan.batch_size <= 0 or plan.every <= 0 or plan.num_steps <= 0:
         raise ProofFormatError("plan batch_size, every and num_steps must be positive")
-    for name in ("model", "data", "optimizer", "lr_schedule", "environment"):
-        if not isinstance(getattr(plan, name), dict):
+    for name in ("loss", "signer", "created_at", "sampler", "step_rng"):
+        if not isinstance(getattr(plan, name), str):
+            raise ProofFormatError(f"plan field {name} must be a string")
+    for name, fields in _SHAPES.items():
+        obj = getattr(plan, name)
+        if not isinstance(obj, dict):
             raise ProofFormatError(f"plan field {name} must be an object")
-    if not isinstance(plan.data.get("num_samples"), int) or not isinstance(plan.data.get("merkle_root"), str):
-        raise ProofFormatError("plan data must carry num_samples and merkle_root")
+        for key, (types, required) in fields.items():
+            if key not in obj:
+                if required:
+                    raise ProofFormatError(f"plan {name} lacks {key!r}")
+            elif not isinstance(obj[key], types) or isinstance(obj[key], bool):
+                raise ProofFormatError(f"plan {name}.{key} must be {' or '.join(_JSON_NAMES[t] for t in types)}, "
+                                       f"found {obj[key]!r:.40}")
+    if plan.data["num_samples"] < 0:
+        raise ProofFormatError("plan data.num_samples must not be negative")
+    try:
+        schedule.validate(plan.lr_schedule)
+    except PlanError as exc:
+        raise ProofFormatError(f"plan lr_schedule: {exc}") from None
+    values = plan.lr_schedule.get("values")
+    if plan.lr_schedule["kind"] == "table" and len(values) < plan.num_steps:
+        raise ProofFormatError(f"plan lr_schedule table has {len(values)} entries for {plan.num_steps} steps")
 
 
 def utc_now() -> str:

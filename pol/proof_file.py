@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pol import codec as _codec
-from pol.errors import ProofFormatError
+from pol.errors import OutputExistsError, ProofFormatError, short_reason
 from pol.hashing import (
     OPTIMIZER_STATE,
     combine_state_digest,
@@ -25,12 +25,16 @@ from pol.hashing import (
 )
 from pol.plan import Plan
 from pol.schedule import lr_at
+from pol.state import MODEL
 
 FORMAT_NAME = "proof-of-learning"
 FORMAT_VERSION = 1
 MAX_ELEMENTS = 1 << 31
 _NUMERIC_KINDS = "fiub"
-MODEL_PREFIX = "model/"
+MODES = ("full", "compact")
+# What h5py and numpy raise on a file whose layout is not the one written here (a group where a
+# dataset belongs, an attribute of the wrong type...); the reader turns them into ProofFormatError.
+_MALFORMED = (KeyError, AttributeError, OSError, ValueError, TypeError, RuntimeError)
 
 # How a checkpoint is stored. FULL: every tensor. SEEDED: checkpoint 0 of a compact proof,
 # its model part coded against the model the plan's seed builds. WITHOUT_OPTIMIZER_STATE: the
@@ -58,9 +62,11 @@ class ProofWriter:
 
         if codec not in _codec.CODECS:
             raise ValueError(f"unknown codec {codec!r}; expected one of {_codec.CODECS}")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         self.path = Path(path)
         if self.path.exists() and not overwrite:
-            raise FileExistsError(f"{self.path} exists; pass overwrite=True (CLI: --force) to replace it")
+            raise OutputExistsError(f"{self.path} exists; pass overwrite=True (CLI: --force) to replace it")
         self.codec, self.keyframe_every = codec, max(1, keyframe_every)
         self._f = h5py.File(self.path, "w")
         f = self._f
@@ -119,7 +125,7 @@ class ProofWriter:
             # The model part equals the seeded initial model: code it against that, which a
             # reader rebuilds from the plan (all-zero deltas cost a few bytes).
             group.attrs[BASE] = SEEDED
-            keyframe, previous = False, {k: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
+            keyframe, previous = False, {k: v for k, v in state.items() if k.startswith(MODEL)}
         group.attrs["keyframe"] = keyframe
         if self.codec == "raw":
             for name in sorted(state):
@@ -173,15 +179,15 @@ class ProofReader:
         try:
             self.h5 = h5py.File(self.path, "r")
         except OSError as exc:
-            raise ProofFormatError(f"{self.path} is not a readable HDF5 file ({_short(exc)})") from None
+            raise ProofFormatError(f"{self.path} is not a readable HDF5 file ({short_reason(exc)})") from None
         try:
             self._load_header()
         except ProofFormatError:
             self.close()
             raise
-        except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
+        except _MALFORMED as exc:
             self.close()
-            raise ProofFormatError(f"{self.path} is malformed: {_short(exc)}") from None
+            raise ProofFormatError(f"{self.path} is malformed: {short_reason(exc)}") from None
         self._cache: tuple[int, dict[str, np.ndarray]] | None = None
 
     # -- header -----------------------------------------------------------------------------
@@ -193,32 +199,41 @@ class ProofReader:
         if version != FORMAT_VERSION:
             raise ProofFormatError(f"unsupported format version {version!r}; this build reads {FORMAT_VERSION}")
         self.mode = str(f.attrs.get("mode", "full"))
+        if self.mode not in MODES:
+            raise ProofFormatError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
         self.codec = str(f.attrs.get("codec", "raw"))
         if self.codec not in _codec.CODECS:
             raise ProofFormatError(f"unknown codec {self.codec!r}")
         self.legacy = bool(f.attrs.get("legacy", False))
         self.plan_bytes = self.read_bytes("plan", limit=1 << 24)
-        self.plan = Plan.from_bytes(self.plan_bytes)
+        self.plan = Plan.from_bytes(self.plan_bytes)  # refuses non-canonical bytes: the digest is over them
         self.plan_digest = self.plan.digest()
         self.signer_public_key = self.read_bytes("signer_public_key", exact=32)
         self.plan_signature = self.read_bytes("signatures/plan", exact=64)
         self.final_signature = self.read_bytes("signatures/final", exact=64) if "signatures/final" in f else None
-        chain = f["chain"]
-        self.chain_digests = self._uint8_rows(chain["digests"], "chain/digests")
-        self.state_digests = self._uint8_rows(chain["state_digests"], "chain/state_digests")
-        self.checkpoint_steps = np.asarray(chain["steps"][()], dtype=np.int64)
+        self._node("chain", group=True)
+        self.chain_digests = self._uint8_rows("chain/digests")
+        self.state_digests = self._uint8_rows("chain/state_digests")
+        steps = self._node("chain/steps")
+        if steps.ndim != 1 or steps.dtype.kind not in "iu":
+            raise ProofFormatError("/chain/steps must be a 1-D integer array")
+        self.checkpoint_steps = np.asarray(steps[()], dtype=np.int64)
         n = len(self.chain_digests)
         if len(self.state_digests) != n or len(self.checkpoint_steps) != n:
             raise ProofFormatError("chain datasets have different lengths")
         self.num_checkpoints = n
-        ind = f["indices"]
+        ind = self._node("indices")
         if ind.ndim != 2 or ind.dtype.kind not in "iu" or ind.shape[1] != self.plan.batch_size:
             raise ProofFormatError(f"indices must be an integer array of shape (steps, {self.plan.batch_size})")
         self.num_recorded_steps = int(ind.shape[0])
-        self.stored_checkpoints = sorted(int(k) for k in f["checkpoints"].keys() if k.isdigit())
+        names = list(self._node("checkpoints", group=True).keys())
+        for k in names:
+            if not (k.isascii() and k.isdigit() and k == _ckpt_name(int(k))):
+                raise ProofFormatError(f"unexpected entry /checkpoints/{k[:40]!r} (checkpoints are named NNNNNN)")
+        self.stored_checkpoints = sorted(int(k) for k in names)
         self.final: dict[str, Any] | None = None
         if "final" in f:
-            a = f["final"].attrs
+            a = self._node("final", group=True).attrs
             self.final = {
                 "chain_head": _hex_attr(a, "chain_head"),
                 "final_weights_digest": _hex_attr(a, "final_weights_digest"),
@@ -227,11 +242,20 @@ class ProofReader:
                 "finished_at": str(a.get("finished_at", "")),
             }
 
-    def read_bytes(self, path: str, *, exact: int | None = None, limit: int = 1 << 20) -> bytes:
-        if path not in self.h5:
+    def _node(self, path: str, *, group: bool = False) -> Any:
+        """The dataset (or, with ``group``, the group) at ``path``; anything else is malformed."""
+        import h5py
+
+        obj = self.h5.get(path)
+        if obj is None:
             raise ProofFormatError(f"missing /{path}")
-        ds = self.h5[path]
-        if not hasattr(ds, "dtype") or ds.dtype != np.uint8 or ds.ndim != 1:
+        if not isinstance(obj, h5py.Group if group else h5py.Dataset):
+            raise ProofFormatError(f"/{path} must be {'a group' if group else 'a dataset'}")
+        return obj
+
+    def read_bytes(self, path: str, *, exact: int | None = None, limit: int = 1 << 20) -> bytes:
+        ds = self._node(path)
+        if ds.dtype != np.uint8 or ds.ndim != 1:
             raise ProofFormatError(f"/{path} must be a 1-D uint8 byte string")
         if exact is not None and ds.shape[0] != exact:
             raise ProofFormatError(f"/{path} must hold {exact} bytes, found {ds.shape[0]}")
@@ -239,8 +263,8 @@ class ProofReader:
             raise ProofFormatError(f"/{path} is larger than {limit} bytes")
         return bytes(ds[()].tobytes())
 
-    @staticmethod
-    def _uint8_rows(ds: Any, name: str) -> list[bytes]:
+    def _uint8_rows(self, name: str) -> list[bytes]:
+        ds = self._node(name)
         if ds.dtype != np.uint8 or ds.ndim != 2 or ds.shape[1] != 32:
             raise ProofFormatError(f"/{name} must be uint8 of shape (n, 32)")
         arr = ds[()]
@@ -302,19 +326,21 @@ class ProofReader:
                 state = self._decode_forward(i)
         except ProofFormatError:
             raise
-        except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
-            raise ProofFormatError(f"checkpoint {i} is malformed: {_short(exc)}") from None
+        except _MALFORMED as exc:
+            raise ProofFormatError(f"checkpoint {i} is malformed: {short_reason(exc)}") from None
         self._cache = (i, state)
         return state
 
     def _group(self, i: int) -> Any:
-        return self.h5["checkpoints"][_ckpt_name(i)]
+        return self._node(f"checkpoints/{_ckpt_name(i)}", group=True)
 
     def _decode_raw(self, i: int) -> dict[str, np.ndarray]:
+        import h5py
+
         state: dict[str, np.ndarray] = {}
 
         def visit(name: str, obj: Any) -> None:
-            if hasattr(obj, "dtype"):
+            if isinstance(obj, h5py.Dataset):
                 if obj.dtype.kind not in _NUMERIC_KINDS or obj.size > MAX_ELEMENTS:
                     raise ProofFormatError(f"tensor {name} has an unsupported dtype or size")
                 state[name] = np.asarray(obj[()])
@@ -323,19 +349,19 @@ class ProofReader:
         return state
 
     def _decode_forward(self, i: int) -> dict[str, np.ndarray]:
-        pos = self.stored_checkpoints.index(i)
+        order = self.stored_checkpoints
+        pos = order.index(i)
+        # Walk back to the nearest keyframe, or stop right after the cached checkpoint when it
+        # lies before i (a keyframe in between would ignore the cached state anyway).
+        resume = order.index(self._cache[0]) + 1 if self._cache is not None and self._cache[0] < i else -1
         start = pos
-        while not self._starts_decoding(self._group(self.stored_checkpoints[start])):
+        while start != resume and not self._starts_decoding(self._group(order[start])):
             if start == 0:
                 raise ProofFormatError(f"checkpoint {i} is a delta with no keyframe before it")
             start -= 1
-        state: dict[str, np.ndarray] | None = None
-        if self._cache is not None and self._cache[0] in self.stored_checkpoints:
-            cached_pos = self.stored_checkpoints.index(self._cache[0])
-            if start <= cached_pos < pos:
-                start, state = cached_pos + 1, self._cache[1]
+        state = self._cache[1] if start == resume and self._cache is not None else None
         for p in range(start, pos + 1):
-            state = self._decode_one(self.stored_checkpoints[p], state)
+            state = self._decode_one(order[p], state)
         assert state is not None
         return state
 
@@ -345,6 +371,8 @@ class ProofReader:
         return bool(group.attrs.get("keyframe", True)) or group.attrs.get(BASE) == SEEDED
 
     def _decode_one(self, i: int, previous: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        import h5py
+
         group = self._group(i)
         base = group.attrs.get(BASE)
         if base is not None and (base != SEEDED or i != 0):
@@ -356,7 +384,7 @@ class ProofReader:
         parts = {}
         for name in ("index", "deltas", "plain"):
             ds = group.get(name)
-            if ds is None or not hasattr(ds, "dtype") or ds.dtype != np.uint8 or ds.ndim != 1:
+            if not isinstance(ds, h5py.Dataset) or ds.dtype != np.uint8 or ds.ndim != 1:
                 raise ProofFormatError(f"checkpoint {i}: /{name} must be a uint8 byte string")
             parts[name] = ds[()].tobytes()
         return _codec.decode_checkpoint(_codec.Encoded(**parts), previous, MAX_ELEMENTS)
@@ -369,7 +397,7 @@ class ProofReader:
 
             spec = resolve_spec(self.plan.model.get("spec"), self.model_spec, "model")
             weights = seeded_weights(spec, self.plan.model.get("kwargs") or {}, self.plan.seed)
-            self._seeded = {MODEL_PREFIX + k: v for k, v in weights.items()}
+            self._seeded = {MODEL + k: v for k, v in weights.items()}
         return self._seeded
 
     def stored_bytes(self) -> int:
@@ -395,8 +423,3 @@ def _hex_attr(attrs: Any, name: str) -> bytes:
     if len(value) != 32:
         raise ProofFormatError(f"/final attribute {name} must be 32 bytes")
     return value
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from pol.errors import InputError, PlanError, ProofFormatError
+from pol.errors import OutputExistsError, PlanError, ProofFormatError
 from pol.hashing import weights_digest
 from pol.keys import fingerprint
 from pol.proof_file import ProofReader
@@ -75,7 +75,7 @@ def write_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, Any], 
 
     out = Path(path)
     if out.exists() and not overwrite:
-        raise InputError(f"{out} exists; pass --force (overwrite=True) to replace it")
+        raise OutputExistsError(f"{out} exists; pass --force (overwrite=True) to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:

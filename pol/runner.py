@@ -9,7 +9,7 @@ from typing import Any
 from pol.plan import Plan
 from pol.recorder import Recorder
 from pol.tasks import get_task, load_data
-from pol.training import loss_function, optimizer_class
+from pol.training import loss_function, optimizer_class, standard_step
 
 
 def train_task(
@@ -57,10 +57,7 @@ def train_task(
             for x, y in rloader:
                 if device is not None:
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
-                loss.backward()
-                optimizer.step()
+                loss = standard_step(model, optimizer, loss_fn, x, y)
                 if on_step is not None:
-                    on_step(float(loss.detach()))
+                    on_step(float(loss))
         return rec.plan

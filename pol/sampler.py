@@ -1,9 +1,10 @@
 """The committed batch order: a function of the seed alone, independent of library versions.
 
-Epoch ``e`` orders the ``n`` sample indices by the 64-bit keys
-``derive_seed(seed, "sampler", e, i)`` (ties broken by index), then cuts consecutive batches of
-``batch_size``; an incomplete last batch is dropped. Step ``t`` is batch ``t % steps_per_epoch``
-of epoch ``t // steps_per_epoch``. A verifier recomputes every step's indices from the plan.
+With ``P_e = SHA-256("pol-sampler-v1" || i64 seed || i64 e)``, epoch ``e`` orders the ``n``
+sample indices by the key ``u64 LE of the first 8 bytes of SHA-256(P_e || i64 i)`` (stable sort:
+ties broken by index), then cuts consecutive batches of ``batch_size``; an incomplete last
+batch is dropped. Step ``t`` is batch ``t % steps_per_epoch`` of epoch ``t // steps_per_epoch``.
+A verifier recomputes every step's indices from the plan (docs/FORMAT.md, Randomness rules).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ schedule is fixed before training. Kinds::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pol.errors import PlanError
@@ -19,19 +20,41 @@ from pol.errors import PlanError
 ScheduleSpec = dict[str, Any]
 
 
+def _rate(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# kind -> field -> (what the value must be, check, required)
+_FIELDS: dict[str, dict[str, tuple[str, Callable[[Any], bool], bool]]] = {
+    "constant": {"lr": ("a non-negative number", _rate, True)},
+    "step": {"lr": ("a non-negative number", _rate, True),
+             "milestones": ("a list of step numbers", lambda v: isinstance(v, list) and all(map(_count, v)), True),
+             "gamma": ("a non-negative number", _rate, True)},
+    "cosine": {"lr": ("a non-negative number", _rate, True),
+               "total_steps": ("a step count", _count, True),
+               "min_lr": ("a non-negative number", _rate, False),
+               "warmup_steps": ("a step count", _count, False)},
+    "table": {"values": ("a list of non-negative numbers", lambda v: isinstance(v, list) and all(map(_rate, v)), True)},
+}
+
+
 def validate(spec: ScheduleSpec) -> ScheduleSpec:
+    """Check that ``spec`` is a schedule :func:`lr_at` can evaluate; returns a copy."""
+    if not isinstance(spec, Mapping):
+        raise PlanError(f"a learning-rate schedule must be an object, found {type(spec).__name__}")
     kind = spec.get("kind")
-    required = {
-        "constant": {"lr"},
-        "step": {"lr", "milestones", "gamma"},
-        "cosine": {"lr", "total_steps"},
-        "table": {"values"},
-    }
-    if kind not in required:
-        raise PlanError(f"unknown learning-rate schedule kind {kind!r}; expected one of {sorted(required)}")
-    missing = required[kind] - set(spec)
+    if kind not in _FIELDS:
+        raise PlanError(f"unknown learning-rate schedule kind {kind!r}; expected one of {sorted(_FIELDS)}")
+    missing = {name for name, (_, _, required) in _FIELDS[kind].items() if required} - set(spec)
     if missing:
         raise PlanError(f"schedule {kind!r} is missing {sorted(missing)}")
+    for name, (what, ok, _) in _FIELDS[kind].items():
+        if name in spec and not ok(spec[name]):
+            raise PlanError(f"schedule {kind!r}: {name} must be {what}, found {spec[name]!r:.40}")
     return dict(spec)
 
 

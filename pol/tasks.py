@@ -8,11 +8,11 @@ Only the *user* names code to import (the recorder's caller, or the verifier's `
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pol.errors import DataUnavailableError
+from pol.errors import DataUnavailableError, short_reason
 
 
 @dataclass(frozen=True)
@@ -116,9 +116,23 @@ def get_task(name: str) -> Task:
         raise DataUnavailableError(f"unknown task {name!r}; built-in tasks: {', '.join(TASKS)}") from None
 
 
+def _call_with_kwargs(builder: Callable[..., Any], kwargs: Any, spec: str, what: str) -> Any:
+    """``builder(**kwargs)`` with kwargs read from a plan: a non-object, or arguments the builder
+    does not take, mean this input cannot be judged (not an internal error)."""
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise DataUnavailableError(f"the {what} kwargs for {spec!r} must be an object, found {kwargs!r:.60}")
+    try:
+        return builder(**kwargs)
+    except TypeError as exc:
+        raise DataUnavailableError(f"cannot build the {what} {spec!r} with kwargs {sorted(kwargs)}: "
+                                   f"{short_reason(exc)}") from None
+
+
 def build_model(spec: str, kwargs: dict[str, Any] | None = None) -> Any:
     builder = TASKS[spec].build_model if spec in TASKS else _import_callable(spec)
-    return builder(**(kwargs or {}))
+    return _call_with_kwargs(builder, kwargs, spec, "model")
 
 
 def seeded_model(spec: str, kwargs: dict[str, Any] | None, seed: int) -> Any:
@@ -150,7 +164,6 @@ def resolve_spec(plan_spec: str | None, user_spec: str | None, what: str) -> str
 
 
 def load_data(spec: str, kwargs: dict[str, Any] | None = None) -> TaskData:
-    if spec in TASKS:
-        return TASKS[spec].build_data(**(kwargs or {}))
-    result = _import_callable(spec)(**(kwargs or {}))
+    builder = TASKS[spec].build_data if spec in TASKS else _import_callable(spec)
+    result = _call_with_kwargs(builder, kwargs, spec, "data")
     return result if isinstance(result, TaskData) else TaskData(result)

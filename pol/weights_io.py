@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from pol.errors import WeightsFileError
+from pol.errors import WeightsFileError, short_reason
 from pol.hashing import HASH_NAME, dtype_name, update_with_tensor
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -123,7 +123,7 @@ def check_safetensors_header(path: Path, max_header_bytes: int = MAX_HEADER_BYTE
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise WeightsFileError(f"{path}: safetensors header is not JSON ({_short(exc)})") from None
+        raise WeightsFileError(f"{path}: safetensors header is not JSON ({short_reason(exc)})") from None
     if not isinstance(header, dict):
         raise WeightsFileError(f"{path}: safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -170,7 +170,7 @@ def _load_safetensors(path: Path, max_header_bytes: int) -> WeightsFile:
     try:
         loaded = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
-        raise WeightsFileError(f"{path}: unreadable safetensors file ({_short(exc)})") from None
+        raise WeightsFileError(f"{path}: unreadable safetensors file ({short_reason(exc)})") from None
     tensors, dtypes = {}, {}
     for name, t in loaded.items():
         tensors[name], dtypes[name] = torch_to_numpy(t)
@@ -186,7 +186,7 @@ def _load_safetensors(path: Path, max_header_bytes: int) -> WeightsFile:
                 raise ValueError("not an object of names")
             ties = dict(declared)
         except ValueError as exc:
-            raise WeightsFileError(f"{path}: metadata pol.tied is malformed ({_short(exc)})") from None
+            raise WeightsFileError(f"{path}: metadata pol.tied is malformed ({short_reason(exc)})") from None
     return WeightsFile(str(path), "safetensors", tensors, dtypes, dict(metadata), ties)
 
 
@@ -203,7 +203,7 @@ def _load_pickle(path: Path) -> WeightsFile:
         obj = torch.load(str(path), weights_only=True, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
             ImportError, OSError, KeyError, IndexError, UnicodeDecodeError) as exc:
-        raise WeightsFileError(f"{path}: torch.load(weights_only=True) refused or failed ({_short(exc)})") from None
+        raise WeightsFileError(f"{path}: torch.load(weights_only=True) refused or failed ({short_reason(exc)})") from None
     notes: list[str] = []
     if isinstance(obj, Mapping) and not all(torch.is_tensor(v) for v in obj.values()):
         for key in _NESTED_KEYS:
@@ -231,7 +231,7 @@ def torch_to_numpy(t: Any) -> tuple[np.ndarray, str]:
     try:
         arr = t.numpy().copy()
     except (TypeError, RuntimeError) as exc:
-        raise WeightsFileError(f"tensor dtype {t.dtype} is not supported ({_short(exc)})") from None
+        raise WeightsFileError(f"tensor dtype {t.dtype} is not supported ({short_reason(exc)})") from None
     return arr, dtype_name(arr)
 
 
@@ -268,8 +268,3 @@ def numpy_to_torch(array: np.ndarray, dtype: str) -> Any:
 
     t = torch.from_numpy(np.ascontiguousarray(array))
     return t.view(torch.bfloat16) if dtype == "bfloat16" else t
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -12,10 +13,29 @@ import pytest
 import zstandard
 from cli_runner import run_pol
 
+from pol.hashing import canonical_json
+
 
 def _replace(f: h5py.File, path: str, data: np.ndarray) -> None:
     del f[path]
     f.create_dataset(path, data=data)
+
+
+def _as_group(path: str) -> Callable[[h5py.File], None]:
+    def mutate(f: h5py.File) -> None:
+        del f[path]
+        f.create_group(path)
+    return mutate
+
+
+def _plan_edit(edit: Callable[[dict], object], encode: Callable[[dict], bytes] = canonical_json
+               ) -> Callable[[h5py.File], None]:
+    """Rewrite /plan with one edit (canonically encoded unless told otherwise)."""
+    def mutate(f: h5py.File) -> None:
+        plan = json.loads(f["plan"][()].tobytes())
+        edit(plan)
+        _replace(f, "plan", np.frombuffer(encode(plan), np.uint8))
+    return mutate
 
 
 MUTATIONS: dict[str, Callable[[h5py.File], None]] = {
@@ -36,6 +56,34 @@ MUTATIONS: dict[str, Callable[[h5py.File], None]] = {
     "checkpoint index not JSON": lambda f: _replace(f, "checkpoints/000002/index", np.frombuffer(b"[", np.uint8)),
     "checkpoint deltas corrupt": lambda f: _replace(f, "checkpoints/000002/deltas", np.frombuffer(b"\x28\xb5\x2f\xfd garbage", np.uint8)),
     "checkpoint plain missing": lambda f: f.__delitem__("checkpoints/000000/plain"),
+    "unknown mode": lambda f: f.attrs.__setitem__("mode", "sparse"),
+    "indices stored as a group": _as_group("indices"),
+    "chain stored as a dataset": lambda f: _replace(f, "chain", np.zeros(3, np.uint8)),
+    "chain steps 2-D": lambda f: _replace(f, "chain/steps", np.zeros((5, 1), np.int64)),
+    "chain steps float": lambda f: _replace(f, "chain/steps", np.zeros(5, np.float64)),
+    "checkpoints stored as a dataset": lambda f: _replace(f, "checkpoints", np.zeros(3, np.uint8)),
+    "checkpoint stored as a dataset": lambda f: _replace(f, "checkpoints/000002", np.zeros(3, np.uint8)),
+    "checkpoint named without padding": lambda f: f.create_group("checkpoints/1"),
+    "stray entry in checkpoints": lambda f: f.create_group("checkpoints/notes"),
+    "final stored as a dataset": lambda f: _replace(f, "final", np.zeros(3, np.uint8)),
+    "plan not canonical": _plan_edit(lambda p: None, lambda p: json.dumps(p, sort_keys=True).encode()),
+    "plan lr is NaN": _plan_edit(lambda p: p["lr_schedule"].__setitem__("lr", float("nan")),
+                                 lambda p: json.dumps(p, sort_keys=True, separators=(",", ":")).encode()),
+    "plan schedule lacks lr": _plan_edit(lambda p: p["lr_schedule"].pop("lr")),
+    "plan schedule lr is a string": _plan_edit(lambda p: p["lr_schedule"].__setitem__("lr", "0.1")),
+    "plan schedule unknown kind": _plan_edit(lambda p: p["lr_schedule"].__setitem__("kind", "warp")),
+    "plan schedule not an object": _plan_edit(lambda p: p.__setitem__("lr_schedule", [0.1])),
+    "plan schedule table too short": _plan_edit(lambda p: p.__setitem__("lr_schedule", {"kind": "table", "values": [0.1]})),
+    "plan step milestones not integers": _plan_edit(
+        lambda p: p.__setitem__("lr_schedule", {"kind": "step", "lr": 0.1, "milestones": ["x"], "gamma": 0.1})),
+    "plan extra not an object": _plan_edit(lambda p: p.__setitem__("extra", [])),
+    "plan model kwargs not an object": _plan_edit(lambda p: p["model"].__setitem__("kwargs", [1])),
+    "plan model spec missing": _plan_edit(lambda p: p["model"].pop("spec")),
+    "plan optimizer type missing": _plan_edit(lambda p: p["optimizer"].pop("type")),
+    "plan optimizer hparams not an object": _plan_edit(lambda p: p["optimizer"].__setitem__("hparams", 3)),
+    "plan data kwargs not an object": _plan_edit(lambda p: p["data"].__setitem__("kwargs", "x")),
+    "plan num_samples is a bool": _plan_edit(lambda p: p["data"].__setitem__("num_samples", True)),
+    "plan loss not a string": _plan_edit(lambda p: p.__setitem__("loss", 1)),
     "checkpoint index lies about sizes": lambda f: _replace(
         f, "checkpoints/000001/index", np.frombuffer(_zstd_edit(f["checkpoints/000001/index"][()], b'"shape": [64',
                                                                 b'"shape": [6400000'), np.uint8)),

@@ -11,6 +11,7 @@ import pytest
 from cli_runner import failed_checks, run_json, run_pol
 
 from pol.assemble import assemble_proof, read_states
+from pol.hashing import canonical_json
 from pol.keys import load_signing_key
 from pol.plan import Plan
 from pol.proof_file import ProofReader
@@ -75,7 +76,7 @@ def test_learning_rate_in_plan_changed(proof_copy: Path, keys: dict, capsys: pyt
         plan = json.loads(f["plan"][()].tobytes())
         plan["lr_schedule"]["lr"] = plan["lr_schedule"]["lr"] * 2
         del f["plan"]
-        f.create_dataset("plan", data=np.frombuffer(json.dumps(plan, sort_keys=True).encode(), np.uint8))
+        f.create_dataset("plan", data=np.frombuffer(canonical_json(plan), np.uint8))  # readable, but not the signed plan
     code, doc = verify_json(proof_copy, keys["pub"], capsys)
     assert code == 1
     assert "plan_signature" in failed_checks(doc)
