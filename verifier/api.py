@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from pol.envinfo import environment_fingerprint, exact_mismatches, pick_device
+from pol.errors import InputError
 from pol.keys import TrustedKey, resolve_trusted_key
 from pol.legacy import LEGACY_UNVERIFIABLE_CHECKS, is_legacy, legacy_limitations
 from pol.proof_file import ProofReader
@@ -74,13 +75,19 @@ def _auto_device(reader: ProofReader, requested: str) -> str:
 
 def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None = None,
            options: VerifyOptions | None = None, progress: Callable[[str, int], Any] | None = None,
-           response: str | None = None, **kwargs: Any) -> Report:
+           response: str | None = None, challenge: str | None = None, **kwargs: Any) -> Report:
     """Verify a proof file. Raises :class:`pol.errors.InputError` when it cannot be judged.
 
+    ``response`` (a prover's answer, compact proofs) goes with ``challenge``, the challenge file
+    the verifier issued: the segments replayed are the challenge's, and the response must answer
+    exactly that challenge.
     ``progress(label, total)`` may return a callable ``advance(n)`` used to report progress.
     Keyword arguments are shorthands for :class:`VerifyOptions` fields.
     """
     opts = options or VerifyOptions(**kwargs)
+    if (response is None) != (challenge is None):
+        raise InputError("--response and --challenge go together: the prover's response and the challenge "
+                         "you issued with pol challenge")
     trusted = resolve_trusted_key(public_key) if isinstance(public_key, str) else public_key
     with ProofReader(proof) as reader:
         report = Report(subject=str(proof))
@@ -93,8 +100,18 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
         model_spec = resolve_spec(reader.plan.model.get("spec"), opts.model, "model")
         reader.model_spec = model_spec  # checkpoint 0 of a compact proof decodes against the seeded model
         data_spec = resolve_spec(reader.plan.data.get("spec"), opts.data, "data")
+        issued = None
+        if response is not None and challenge is not None:
+            from verifier.challenge import issued_segments
+
+            issued = issued_segments(response, challenge, reader)
         device = _auto_device(reader, opts.device)
         mode, mismatches = choose_mode(reader, device, opts.mode, opts.threads)
+        if reader.mode == "compact" and mode != "exact":
+            reasons = ([f"--mode {opts.mode} was requested"] if opts.mode != "auto" else []) + \
+                      ([f"environment mismatches: {', '.join(mismatches)}"] if mismatches else [])
+            raise InputError("compact proofs verify only in exact mode, i.e. on the recorded stack "
+                             f"({'; '.join(reasons)}); their unstored checkpoints cannot be judged within a tolerance")
         config = JudgeConfig(str(reader.path), model_spec, data_spec, device, mode, opts.tolerance,
                              opts.progress_check, _threads(), response)
         with ReplayPool(config, opts.workers) as pool:  # workers start now, overlapping the checks below
@@ -116,7 +133,7 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
                 report.extend([checks.data_check(reader, data.train), checks.init_check(reader, model_spec, scan)])
             report.info.update({"mode": mode, "device": device, "threads": _threads(),
                                 "environment_mismatches": mismatches})
-            replay_segments(reader, report, data, opts, progress, response, scan, pool)
+            replay_segments(reader, report, data, opts, progress, issued, scan, pool)
         if "zk" in reader.h5:
             report.extend(zk_checks(str(proof), trusted))
         return report
@@ -145,18 +162,21 @@ def not_applicable_for_legacy(check: Check) -> Check:
 
 
 def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: VerifyOptions,
-                    progress: Callable[[str, int], Any] | None, response: str | None,
+                    progress: Callable[[str, int], Any] | None, issued: list[int] | None,
                     scan: CheckpointScan, pool: ReplayPool) -> None:
-    """Choose segments, calibrate tolerance if needed, judge them, and add the replay checks."""
+    """Choose segments, calibrate tolerance if needed, judge them, and add the replay checks.
+
+    ``issued``: the segments of the verifier's own challenge, when a prover's response answers it.
+    """
     import time
 
     config, mode = pool.config, pool.config.mode
     n_segments = reader.num_checkpoints - 1
     count = opts.segments if opts.segments is not None else default_segment_count(n_segments)
-    chosen, seed, how = select_segments(reader, n_segments, count, opts.seed, response, opts.segments is not None)
+    chosen, seed, how = select_segments(reader, n_segments, count, opts.seed, issued, opts.segments is not None)
     random_count = len(chosen)
     largest: list[int] = []
-    if response is None and opts.top_updates > 0:
+    if issued is None and opts.top_updates > 0:
         largest = largest_updates(scan.update_size, opts.top_updates)
         chosen = sorted(set(chosen) | set(largest))
     report.info.update({
@@ -201,8 +221,11 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
     figure = ("bitwise equal" if mode == "exact" and not failures else f"max relative distance {worst:.3g}")
     report.add("replay", not failures, f"{len(chosen) - len(failures)}/{len(chosen)} segments reproduce; {figure}",
                "; ".join(failures[:4]))
-    if mode == "tolerance":
-        report.checks.append(drift_check([o.toward_final for o in outcomes if o.segment < n_segments - 1]))
+    toward = [o.toward_final for o in outcomes if o.segment < n_segments - 1]  # the last ends at the final weights
+    if mode == "tolerance" and toward:
+        report.checks.append(drift_check(toward))
+    elif mode == "tolerance":
+        report.info["drift"] = "not applicable: only the last segment was replayed, and it ends at the final weights"
     figures = [o.progress for o in outcomes if o.progress is not None]
     if opts.progress_check and data.heldout is not None:
         report.checks.append(progress_check(figures))
@@ -211,17 +234,23 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
         report.info["progress"] = "not run: no held-out data for this task"
 
 
-def select_segments(reader: ProofReader, n: int, count: int, seed: int | None, response: str | None,
+def select_segments(reader: ProofReader, n: int, count: int, seed: int | None, issued: list[int] | None,
                     explicit: bool = False) -> tuple[list[int], int | None, str]:
-    """The challenge a response answers; else an embedded Fiat-Shamir response (unless the
-    verifier asked for its own choice with a seed or a segment count); else the verifier's own
-    uniform random choice (compact proofs then regenerate start states from anchors)."""
+    """The segments of the verifier's own challenge (``issued``, checked against the response);
+    else an embedded Fiat-Shamir response (unless the verifier asked for its own choice with a
+    seed or a segment count, or the response answers fewer than ``count`` segments); else the
+    verifier's own uniform random choice (compact proofs then regenerate start states from
+    anchors, using embedded states where they match)."""
     from verifier import challenge
 
-    if response is not None:
-        return challenge.response_segments(response, reader), None, "interactive challenge (verifier's randomness)"
+    if issued is not None:
+        return issued, None, "interactive challenge (verifier's randomness)"
+    how = "uniform, verifier's randomness"
     if reader.mode == "compact" and reader.has_embedded_response() and seed is None and not explicit:
         segs = challenge.embedded_segments(reader)
-        return segs, None, challenge.NON_INTERACTIVE_NOTE
+        if len(segs) >= min(count, n):
+            return segs, None, challenge.NON_INTERACTIVE_NOTE
+        how += (f" (the embedded Fiat-Shamir response answers {len(segs)} segment(s), fewer than the "
+                f"{min(count, n)} the verifier draws: not used to choose segments)")
     chosen, used = choose_segments(n, count, seed)
-    return chosen, used, "uniform, verifier's randomness"
+    return chosen, used, how

@@ -7,8 +7,10 @@ with the committed digest of checkpoint j+1, so compact proofs are verified in e
 * **interactive** — the verifier draws segments with its own randomness and writes a
   challenge (``pol challenge``); the prover regenerates the start checkpoints by exact replay
   from the nearest anchor and writes a response (``pol respond``); the verifier checks every
-  returned state against its committed digest, then replays (``pol verify --response``).
-  The prover learns the segments only after committing to every digest: sound as in full mode.
+  returned state against its committed digest, then replays the segments of *its own*
+  challenge file (``pol verify --response R --challenge C``; a response whose embedded challenge
+  differs from C is refused). The prover learns the segments only after committing to every
+  digest: sound as in full mode.
 * **non-interactive** — segments derived from the chain head:
   ``SHA-256("pol-fiat-shamir-v1" || plan digest || chain head)`` seeds the choice, and the
   prover embeds the response in the proof (``pol respond --non-interactive``). The prover can
@@ -16,7 +18,8 @@ with the committed digest of checkpoint j+1, so compact proofs are verified in e
   re-derive the challenge until only honest segments are picked. With a forged fraction f and
   s challenged segments, one re-roll passes with probability (1-f)^s, so about (1-f)^-s cheap
   re-rolls suffice (f=0.1, s=10: ~3 tries). Treat it as evidence against careless forgery, not
-  as a proof against a deliberate forger; use the interactive flow for disputes.
+  as a proof against a deliberate forger; use the interactive flow for disputes. An embedded
+  response to fewer segments than the verifier would draw is not used to choose segments.
 * **neither** — the verifier regenerates the start checkpoint itself from the nearest anchor
   (exact mode only), at up to K times the replay cost.
 """
@@ -36,11 +39,12 @@ import numpy as np
 from pol.errors import InputError, ProofFormatError
 from pol.hashing import canonical_json
 from pol.plan import utc_now
-from pol.proof_file import ProofReader
+from pol.proof_file import MAX_ELEMENTS, ProofReader
 from pol.state import State
 
 CHALLENGE_SCHEMA = "pol-challenge-v1"
 RESPONSE_FORMAT = "pol-response"
+CHALLENGE_FIELDS = ("schema", "plan_digest", "chain_head", "segments", "nonce")  # what a response must echo
 NON_INTERACTIVE_NOTE = ("non-interactive (Fiat-Shamir over the chain head): a prover can grind re-rolls; "
                         "about (1-f)^-s cheap tries defeat it, see docs/SECURITY.md")
 
@@ -99,12 +103,14 @@ def _read_states(group: Any) -> dict[int, State]:
     for key in group:
         if not key.isdigit():
             raise ProofFormatError(f"unexpected entry {key!r} in a response")
+        if not hasattr(group[key], "visititems"):
+            raise ProofFormatError(f"response entry {key!r} is not a group of tensors")
         state: State = {}
 
         def visit(name: str, obj: Any, state: State = state) -> None:
-            if hasattr(obj, "dtype"):
-                if obj.dtype.kind not in "fiub":
-                    raise ProofFormatError(f"response tensor {name} has an unsupported dtype")
+            if hasattr(obj, "dtype"):  # untrusted: the same limits as ProofReader's checkpoints
+                if obj.dtype.kind not in "fiub" or obj.size > MAX_ELEMENTS:
+                    raise ProofFormatError(f"response tensor {name} has an unsupported dtype or size")
                 state[name] = np.asarray(obj[()])
 
         group[key].visititems(visit)
@@ -123,11 +129,14 @@ def write_response(path: str | os.PathLike[str], reader: ProofReader, challenge:
         _write_states(f.create_group("states"), states)
 
 
-def embed_response(reader_path: str | os.PathLike[str], count: int, states_fn: Any) -> list[int]:
-    """Non-interactive: derive segments from the chain head and embed their states in the proof."""
+def embed_response(reader_path: str | os.PathLike[str], count: int, states_fn: Any,
+                   model_spec: str | None = None) -> list[int]:
+    """Non-interactive: derive segments from the chain head and embed their states in the proof.
+
+    ``model_spec`` names the model code for a custom model (checkpoint 0 decodes against it)."""
     import h5py
 
-    with ProofReader(reader_path) as reader:
+    with ProofReader(reader_path, model_spec=model_spec) as reader:
         b = _binding(reader)
         segments = fiat_shamir_segments(reader.plan_digest, bytes.fromhex(b["chain_head"]),
                                         reader.num_checkpoints - 1, count)
@@ -149,11 +158,14 @@ def _load_challenge(path: str | os.PathLike[str]) -> dict[str, Any]:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != RESPONSE_FORMAT:
                 raise ProofFormatError(f"{path} is not a challenge response")
-            return json.loads(str(f.attrs["challenge"]))
+            doc = json.loads(str(f.attrs["challenge"]))
     except OSError as exc:
         raise ProofFormatError(f"{path} is not a readable response file ({exc})") from None
     except (KeyError, ValueError) as exc:
         raise ProofFormatError(f"{path}: malformed challenge in response ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ProofFormatError(f"{path}: the challenge in the response is not a JSON object")
+    return doc
 
 
 def response_segments(path: str | os.PathLike[str], reader: ProofReader) -> list[int]:
@@ -162,10 +174,24 @@ def response_segments(path: str | os.PathLike[str], reader: ProofReader) -> list
         raise ProofFormatError("the response answers an unknown challenge schema")
     if {k: challenge.get(k) for k in ("plan_digest", "chain_head")} != _binding(reader):
         raise ProofFormatError("the response answers a challenge for a different proof")
-    segments = challenge.get("segments")
+    return _valid_segments(challenge.get("segments"), reader)
+
+
+def _valid_segments(segments: Any, reader: ProofReader) -> list[int]:
     if not isinstance(segments, list) or not all(isinstance(s, int) and 0 <= s < reader.num_checkpoints - 1 for s in segments):
         raise ProofFormatError("the challenge's segment list is malformed")
     return sorted(set(segments))
+
+
+def issued_segments(response: str | os.PathLike[str], issued: str | os.PathLike[str], reader: ProofReader) -> list[int]:
+    """Verifier side: the segments of the challenge it issued (file ``issued``), after checking
+    that ``response`` answers exactly that challenge. The prover cannot pick the segments."""
+    doc = read_challenge(issued)
+    if {k: doc.get(k) for k in ("plan_digest", "chain_head")} != _binding(reader):
+        raise InputError(f"the challenge {issued} was issued for a different proof")
+    if {k: _load_challenge(response).get(k) for k in CHALLENGE_FIELDS} != {k: doc.get(k) for k in CHALLENGE_FIELDS}:
+        raise InputError("the response answers a different challenge than the one you issued")
+    return _valid_segments(doc["segments"], reader)
 
 
 def load_response_states(path: str | os.PathLike[str], reader: ProofReader) -> dict[int, State]:

@@ -15,7 +15,7 @@ from pol.proof_file import ProofReader
 from pol.recorder import FINAL_DOMAIN, PLAN_DOMAIN
 from pol.sampler import BatchSchedule
 from pol.schedule import lr_at
-from pol.state import OPTIM_STATE, model_weights
+from pol.state import model_weights
 from pol.tasks import seeded_weights
 from verifier.report import Check
 from verifier.scan import CheckpointScan
@@ -150,7 +150,7 @@ def init_check(reader: ProofReader, model_spec: str, scan: CheckpointScan) -> Ch
     if weights_digest(expected) != weights_digest(got):
         diff = sorted(set(expected) ^ set(got)) or [k for k in expected if not np.array_equal(expected[k], got[k])]
         return Check("initialization", False, "differs from seed", f"checkpoint 0 differs from the seeded model in {diff[:4]}")
-    if any(k.startswith(OPTIM_STATE) for k in state):
+    if scan.has_optimizer_state.get(0, False):
         return Check("initialization", False, "optimizer state present", "checkpoint 0 must hold a fresh optimizer")
     if 0 in scan.digest_mismatch:
         # A compact proof codes checkpoint 0 against the model this stack seeds, so a stack

@@ -17,7 +17,9 @@ from pol.cli._common import ProgressFactory, progress_enabled
 @click.option("--proof", default=None, type=click.Path(dir_okay=False),
               help="Proof file, when TARGET is a weights file (.safetensors).")
 @click.option("--response", default=None, type=click.Path(dir_okay=False),
-              help="Prover's response to your challenge (compact proofs, interactive flow).")
+              help="Prover's response to your challenge (compact proofs, interactive flow); needs --challenge.")
+@click.option("--challenge", default=None, type=click.Path(dir_okay=False),
+              help="The challenge file you issued with 'pol challenge'; the response must answer exactly it.")
 @click.option("--segments", type=int, default=None, help="Segments to replay (default: ~4%, at least 4).")
 @click.option("--seed", type=int, default=None, help="Verifier seed for segment choice (default: OS entropy).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -35,7 +37,8 @@ from pol.cli._common import ProgressFactory, progress_enabled
 @click.option("--allow-pickle", is_flag=True,
               help="Weights file: read .pt/.pth/.bin with torch.load(weights_only=True) instead of refusing.")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
-def verify_cmd(target: str, key: str | None, proof: str | None, response: str | None, segments: int | None, seed: int | None,
+def verify_cmd(target: str, key: str | None, proof: str | None, response: str | None, challenge: str | None,
+               segments: int | None, seed: int | None,
                device: str, mode: str, max_distance: float | None, min_progress: float | None,
                data_spec: str | None, model_spec: str | None, workers: int, threads: int | None,
                allow_cast: str | None, allow_pickle: bool, json_output: bool) -> None:
@@ -58,7 +61,8 @@ def verify_cmd(target: str, key: str | None, proof: str | None, response: str | 
             report = verify_published(target, proof, public_key=key, options=opts, allow_cast=allow_cast,
                                       allow_pickle=allow_pickle, progress=bars)
         else:
-            report = verify(proof or target, public_key=key, options=opts, progress=bars, response=response)
+            report = verify(proof or target, public_key=key, options=opts, progress=bars, response=response,
+                            challenge=challenge)
     if json_output:
         click.echo(report.to_json())
     else:

@@ -38,11 +38,10 @@ def challenge_cmd(proof: str, out: str, segments: int | None, seed: int | None) 
 def respond_cmd(proof: str, challenge_path: str | None, out: str | None, count: int | None,
                 data_spec: str | None, model_spec: str | None, json_output: bool) -> None:
     """Prover: regenerate challenged checkpoints by exact replay from anchors."""
-    import torch
-
     from pol.errors import InputError
     from pol.proof_file import ProofReader
     from pol.tasks import load_data, resolve_spec
+    from verifier.api import _auto_device, choose_mode
     from verifier.challenge import (
         embed_response,
         needed_checkpoints,
@@ -57,23 +56,25 @@ def respond_cmd(proof: str, challenge_path: str | None, out: str | None, count: 
         raise InputError("give either --challenge FILE --out FILE, or --non-interactive COUNT")
 
     def states_for(reader: ProofReader, wanted: list[int]) -> dict:
-        env = reader.plan.environment
-        if env.get("device_type") == "cpu" and isinstance(env.get("threads"), int):
-            torch.set_num_threads(env["threads"])
         plan = reader.plan
+        recorded = plan.environment.get("device_type", "cpu")
+        device = _auto_device(reader, "auto")
+        if device != recorded:
+            raise InputError(f"the proof was recorded on {recorded} and this machine has no {recorded}: "
+                             "answer the challenge on the recorded stack (exact replay)")
+        choose_mode(reader, device, "exact")  # pins the recorded thread count, as the verifier does
         data = load_data(resolve_spec(plan.data.get("spec"), data_spec, "data"), plan.data.get("kwargs") or {})
-        replayer = Replayer(plan, data.train, "cpu" if env.get("device_type") == "cpu" else "cuda",
-                            resolve_spec(plan.model.get("spec"), model_spec, "model"))
+        replayer = Replayer(plan, data.train, device, resolve_spec(plan.model.get("spec"), model_spec, "model"))
         return regenerate(reader, replayer, wanted)
 
     if count is not None:
-        segments = embed_response(proof, count, states_for)
+        segments = embed_response(proof, count, states_for, model_spec)
         summary = {"mode": "non-interactive", "segments": segments, "proof": proof}
     else:
         if out is None:
             raise InputError("--out is required with --challenge")
         doc = read_challenge(challenge_path)  # type: ignore[arg-type]
-        with ProofReader(proof) as reader:
+        with ProofReader(proof, model_spec=model_spec) as reader:
             states = states_for(reader, needed_checkpoints(reader, doc["segments"]))
             write_response(out, reader, doc, states)
             segments = response_segments(out, reader)

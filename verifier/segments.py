@@ -6,7 +6,9 @@ once) and judges segments by index, so the same code runs in-process or in worke
 Where a segment's start checkpoint is not stored (compact proofs), the start state comes
 from a prover's response (checked against the committed state digest before use) or, failing
 that, is regenerated here by exact replay from the nearest stored anchor, checking every
-intermediate checkpoint digest on the way.
+intermediate checkpoint digest on the way. The judge keeps the latest state it regenerated or
+verified bitwise, so segments judged in ascending order continue from there rather than from
+the anchor again (linear, not quadratic, within an anchor interval).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class SegmentJudge:
         self.replayer = Replayer(plan, data.train, config.device, config.model_spec)
         self.heldout = HeldOut(data.heldout, plan.batch_size) if config.progress_check and data.heldout is not None else None
         self._final: np.ndarray | None = None
+        self._latest: tuple[int, State] | None = None   # latest checkpoint regenerated or verified bitwise
         self.responses: dict[int, State] = {}
         if config.response:
             from verifier.challenge import load_response_states
@@ -104,7 +107,10 @@ class SegmentJudge:
             raise _Mismatch(f"checkpoint {i} is not stored and tolerance mode cannot regenerate it: "
                             "ask the prover for a response (pol challenge / pol respond)")
         anchor = max(a for a in range(i) if self.reader.is_complete(a) or a in self.responses)
-        state, _ = self._state(anchor, start=True)
+        if self._latest is not None and anchor <= self._latest[0] <= i:
+            anchor, state = self._latest  # already checked against its committed digest
+        else:
+            state, _ = self._state(anchor, start=True)
         assert state is not None
         try:
             return replay_forward(self.reader, self.replayer, anchor, state, i)
@@ -130,6 +136,7 @@ class SegmentJudge:
         if start_state is None:
             start_state, replayed_steps = self._regenerate(j)
             source = "regenerated"
+            self._latest = (j, start_state)
         indices = self.reader.indices(start, stop)
         replayed = self.replayer.run(start_state, start, indices)
         replayed_steps += stop - start
@@ -144,8 +151,11 @@ class SegmentJudge:
             recorded = replayed if same else None
         else:
             result = compare_states(self.config.mode, start_state, recorded, replayed, committed, self.config.tolerance)
+        if self.config.mode == "exact" and result.passed:
+            self._latest = (j + 1, replayed)  # bitwise equal to the committed checkpoint j+1
         toward = 0.0
-        if self.config.mode == "tolerance" and recorded is not None:  # the drift check runs only there
+        last = j + 1 == self.reader.num_checkpoints - 1  # ends at the final weights: nothing to measure
+        if self.config.mode == "tolerance" and recorded is not None and not last:  # the drift check runs only there
             toward = error_toward_final(recorded, replayed, self.final_weights())
         progress = None
         if self.heldout is not None and recorded is not None:
@@ -217,8 +227,8 @@ class ReplayPool:
     queue, so ``workers=N`` uses N processes and one of them never waits for start-up.
     """
 
-    def __init__(self, config: JudgeConfig, workers: int, data: TaskData | None = None):
-        self.config, self.data = config, data
+    def __init__(self, config: JudgeConfig, workers: int):
+        self.config = config
         self._pool: Any = None
         if workers > 1:
             import multiprocessing
@@ -226,7 +236,8 @@ class ReplayPool:
 
             self._pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_init_worker, initargs=(config,))
-            self._warm = [self._pool.submit(_ready) for _ in range(workers - 1)]
+            for _ in range(workers - 1):
+                self._pool.submit(_ready)  # the executor spawns processes on submit: start them now
         self.workers = workers
 
     def judge(self, segments: list[int], tolerance: Tolerance, advance: Any = None,
@@ -248,7 +259,7 @@ class ReplayPool:
                 in_flight[self._pool.submit(_judge_in_worker, j, tolerance)] = j
 
         top_up()
-        judge = SegmentJudge(config, data or self.data)
+        judge = SegmentJudge(config, data)
         try:
             while pending:
                 j = pending.popleft()

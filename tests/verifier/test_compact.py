@@ -41,7 +41,7 @@ def test_interactive_challenge_response_round_trip(compact_proof: Path, keys: di
     segments = json.loads(ch.read_text())["segments"]
     code, out, _ = run_pol(["respond", compact_proof, "--challenge", ch, "--out", resp, "--json"], capsys)
     assert code == 0 and json.loads(out)["segments"] == segments
-    code, doc = run_json(["verify", compact_proof, "--key", keys["pub"], "--response", resp], capsys)
+    code, doc = run_json(["verify", compact_proof, "--key", keys["pub"], "--response", resp, "--challenge", ch], capsys)
     assert code == 0, doc
     assert doc["replayed_segments"] == segments
     assert "interactive" in doc["segment_selection"]
@@ -56,7 +56,7 @@ def test_forged_response_state_is_rejected(compact_proof: Path, keys: dict, tmp_
         first = sorted(f["states"])[0]
         ds = f[f"states/{first}/model/fc2.bias"]
         ds[...] = ds[()] + np.float32(1e-4)
-    code, doc = run_json(["verify", compact_proof, "--key", keys["pub"], "--response", resp], capsys)
+    code, doc = run_json(["verify", compact_proof, "--key", keys["pub"], "--response", resp, "--challenge", ch], capsys)
     assert code == 1 and "replay" in failed_checks(doc)
     assert "committed digest" in doc["checks"][[c["name"] for c in doc["checks"]].index("replay")]["detail"]
 
@@ -66,7 +66,7 @@ def test_response_for_another_proof_exits_2(compact_proof: Path, honest_proof: P
     ch, resp = tmp_path / "ch.json", tmp_path / "resp.h5"
     run_pol(["challenge", compact_proof, "--out", ch, "--segments", "2"], capsys)
     run_pol(["respond", compact_proof, "--challenge", ch, "--out", resp], capsys)
-    code, out, err = run_pol(["verify", honest_proof, "--key", keys["pub"], "--response", resp], capsys)
+    code, out, err = run_pol(["verify", honest_proof, "--key", keys["pub"], "--response", resp, "--challenge", ch], capsys)
     assert code == 2 and "different proof" in err
 
 
@@ -155,3 +155,158 @@ def test_checkpoint_claiming_to_lack_the_state_it_holds_exits_2(compact_proof: P
         f["checkpoints/000008"].attrs["optimizer_state_digest"] = "00" * 32
     code, _, err = run_pol(["verify", proof, "--key", keys["pub"], "--segments", "2", "--seed", "0"], capsys)
     assert code == 2 and "holds optimizer state" in err and len(err.strip().splitlines()) == 1
+
+
+# -- the verifier, not the prover, chooses the segments ----------------------------------------
+def _challenge_and_response(proof: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], seed: int = 7) -> tuple[Path, Path]:
+    ch, resp = tmp_path / "ch.json", tmp_path / "resp.h5"
+    assert run_pol(["challenge", proof, "--out", ch, "--segments", "4", "--seed", str(seed)], capsys)[0] == 0
+    assert run_pol(["respond", proof, "--challenge", ch, "--out", resp], capsys)[0] == 0
+    return ch, resp
+
+
+@pytest.mark.parametrize("field", ["segments", "nonce"])
+def test_response_to_a_rewritten_challenge_is_refused(compact_proof: Path, keys: dict, tmp_path: Path, field: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ch, resp = _challenge_and_response(compact_proof, tmp_path, capsys)
+    issued = json.loads(ch.read_text())
+    with h5py.File(resp, "r+") as f:  # the prover answers segments (or a challenge) of its own choosing
+        embedded = json.loads(str(f.attrs["challenge"]))
+        embedded[field] = [0, 4, 8] if field == "segments" else "00" * 16
+        assert embedded[field] != issued[field]
+        f.attrs["challenge"] = json.dumps(embedded)
+    code, out, err = run_pol(["verify", compact_proof, "--key", keys["pub"], "--response", resp, "--challenge", ch],
+                             capsys)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == ["pol: error: the response answers a different challenge than the one you issued"]
+
+
+def test_response_needs_the_issued_challenge(compact_proof: Path, keys: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ch, resp = _challenge_and_response(compact_proof, tmp_path, capsys)
+    for args in (["--response", resp], ["--challenge", ch]):
+        code, _, err = run_pol(["verify", compact_proof, "--key", keys["pub"], *args], capsys)
+        assert code == 2 and "--challenge go together" in err and len(err.strip().splitlines()) == 1
+
+
+def test_short_embedded_response_does_not_choose_the_segments(compact_proof: Path, keys: dict, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import verifier.api
+    from verifier.sampling import default_segment_count
+
+    proof = tmp_path / "short.pol.h5"
+    proof.write_bytes(compact_proof.read_bytes())
+    code, out, _ = run_pol(["respond", proof, "--non-interactive", "1", "--json"], capsys)
+    assert code == 0 and len(json.loads(out)["segments"]) == 1
+    code, doc = run_json(["verify", proof, "--key", keys["pub"]], capsys)
+    assert code == 0, doc
+    assert "fewer than the 4" in doc["segment_selection"] and "grind" not in doc["segment_selection"]
+    assert doc["verifier_seed"] is not None
+    assert len(doc["replayed_segments"]) >= default_segment_count(12) == 4
+
+    # the verifier's own draw still uses embedded states where they match
+    code, out, _ = run_pol(["respond", proof, "--non-interactive", "3", "--json"], capsys)
+    embedded = json.loads(out)["segments"]
+    with ProofReader(proof) as r:
+        unstored = [j for j in embedded if not r.is_complete(j)]
+    counts: list[int] = []
+
+    def draw(n: int, count: int, seed: int | None) -> tuple[list[int], int]:
+        counts.append(count)
+        return sorted(embedded + [j for j in range(n) if j not in embedded][:count - len(embedded)]), 0
+
+    monkeypatch.setattr(verifier.api, "choose_segments", draw)
+    code, doc = run_json(["verify", proof, "--key", keys["pub"]], capsys)
+    assert code == 0 and counts == [4] and "fewer than the 4" in doc["segment_selection"]
+    sources = {f["segment"]: f["start"] for f in doc["segment_figures"]}
+    assert unstored and all(sources[j] == "response" for j in unstored)
+
+
+def test_compact_proof_in_tolerance_mode_exits_2(compact_proof: Path, keys: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_pol(["verify", compact_proof, "--key", keys["pub"], "--mode", "tolerance"], capsys)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "only in exact mode" in lines[0] and "--mode tolerance" in lines[0]
+
+
+def test_regeneration_continues_from_the_latest_verified_state(compact_proof: Path, keys: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from verifier.segments import JudgeConfig, SegmentJudge
+    from verifier.tolerance import Tolerance
+
+    code, doc = run_json(["verify", compact_proof, "--key", keys["pub"], "--segments", "12", "--seed", "0"], capsys)
+    assert code == 0 and doc["replayed_segments"] == list(range(12))
+    assert doc["replayed_steps"] == 60  # every step once (it was 150: each start replayed again from its anchor)
+
+    judge = SegmentJudge(JudgeConfig(str(compact_proof), "digits-mlp", "digits-mlp", "cpu", "exact", Tolerance(),
+                                     False, 1))
+    try:
+        outcomes = [judge.judge(1), judge.judge(3)]  # anchor 0; segment 3 continues from checkpoint 2
+    finally:
+        judge.close()
+    assert all(o.passed for o in outcomes), outcomes
+    assert [o.replayed_steps for o in outcomes] == [10, 10]  # it was [10, 20]
+
+
+def test_respond_with_a_custom_model(compact_proof: Path, keys: dict, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import pol.tasks
+
+    monkeypatch.delitem(pol.tasks.TASKS, "digits-mlp")  # as if the proof named code that is not built in
+    custom = ["--model", "custom_digits:model", "--data", "custom_digits:data"]
+    proof = tmp_path / "custom.pol.h5"
+    proof.write_bytes(compact_proof.read_bytes())
+    ch, resp = tmp_path / "ch.json", tmp_path / "resp.h5"
+    assert run_pol(["challenge", proof, "--out", ch, "--segments", "12"], capsys)[0] == 0
+    code, _, err = run_pol(["respond", proof, "--challenge", ch, "--out", resp, *custom], capsys)
+    assert code == 0, err  # checkpoint 0 decodes against the named model
+    code, _, err = run_pol(["respond", proof, "--non-interactive", "5", *custom], capsys)
+    assert code == 0, err
+    code, doc = run_json(["verify", proof, "--key", keys["pub"], "--response", resp, "--challenge", ch, *custom], capsys)
+    assert code == 0 and doc["replayed_segments"] == list(range(12))
+
+
+def test_respond_to_a_cuda_proof_without_cuda_exits_2(compact_proof: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from pol.hashing import canonical_json
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proof = tmp_path / "cuda.pol.h5"
+    proof.write_bytes(compact_proof.read_bytes())
+    with h5py.File(proof, "r+") as f:
+        plan = json.loads(f["plan"][()].tobytes())
+        plan["environment"]["device_type"] = "cuda"
+        del f["plan"]
+        f.create_dataset("plan", data=np.frombuffer(canonical_json(plan), np.uint8))
+    code, _, err = run_pol(["respond", proof, "--non-interactive", "4"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "recorded on cuda" in lines[0] and "internal error" not in lines[0]
+
+
+def test_oversized_response_tensor_exits_2(compact_proof: Path, keys: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pol.proof_file import MAX_ELEMENTS
+
+    ch, resp = _challenge_and_response(compact_proof, tmp_path, capsys)
+    with h5py.File(resp, "r+") as f:  # declared, never written: HDF5 allocates no chunk
+        first = min(f["states"])
+        f[f"states/{first}"].create_dataset("model/huge", shape=(MAX_ELEMENTS + 1,), dtype="u1", chunks=(1 << 20,))
+    assert resp.stat().st_size < 10 << 20
+    code, out, err = run_pol(["verify", compact_proof, "--key", keys["pub"], "--response", resp, "--challenge", ch],
+                             capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1 and "unsupported dtype or size" in lines[0]
+
+
+def test_response_states_of_the_wrong_kind_are_refused(tmp_path: Path) -> None:
+    from pol.errors import ProofFormatError
+    from verifier.challenge import _read_states
+
+    with h5py.File(tmp_path / "r.h5", "w") as f:
+        f.create_dataset("strings/000001/model/w", data=np.array([b"a", b"b"]))
+        f.create_dataset("flat/000001", data=np.zeros(3, np.float32))
+        f.create_dataset("good/000001/model/w", data=np.zeros(3, np.float32))
+        with pytest.raises(ProofFormatError, match="unsupported dtype"):
+            _read_states(f["strings"])
+        with pytest.raises(ProofFormatError, match="not a group"):
+            _read_states(f["flat"])
+        assert list(_read_states(f["good"])[1]) == ["model/w"]

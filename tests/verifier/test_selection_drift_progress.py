@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from verifier.calibration import FLOOR, calibrated, measure_noise
 from verifier.drift import MAX_MEAN_TOWARD, drift_check, error_toward_final
@@ -79,3 +80,42 @@ def test_calibration_measures_tiny_noise_for_an_mlp(honest_proof: Path) -> None:
     assert calibrated(Tolerance(max_distance=0.25), 0.04).max_distance == 0.2
     assert calibrated(Tolerance(max_distance=0.25), 1.0).max_distance == 0.25
     assert calibrated(Tolerance(), None) == Tolerance()
+
+
+def test_tolerance_mode_on_a_one_segment_proof_is_not_incomplete(tmp_path: Path, keys: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli_runner import run_json
+    from helpers_train import train_recorded
+
+    proof = train_recorded(tmp_path / "one.pol.h5", keys["key"], steps=10, every=10)
+    code, doc = run_json(["verify", proof, "--key", keys["pub"], "--mode", "tolerance"], capsys)
+    assert doc["segments_total"] == 1 and doc["mode"] == "tolerance"
+    assert "drift" not in [c["name"] for c in doc["checks"]] and "not applicable" in doc["drift"]
+    assert code == 0 and doc["verdict"] == "verified", doc
+
+
+def test_no_drift_figure_for_the_last_segment(proof_copy: Path) -> None:
+    import h5py
+
+    with h5py.File(proof_copy, "r+") as f:  # the last checkpoint (the final weights) off the replayed end
+        ds = f["checkpoints/000004/model/fc2.bias"]
+        ds[...] = ds[()] + np.float32(1e-3)
+    judge = SegmentJudge(JudgeConfig(str(proof_copy), "digits-mlp", "digits-mlp", "cpu", "tolerance", Tolerance(),
+                                     False, 1))
+    try:
+        last = judge.judge(3)
+    finally:
+        judge.close()
+    assert last.distance > 0  # the replayed end differs from the recorded (= final) one ...
+    assert last.toward_final == 0.0  # ... which would give cos = 1 toward the final weights: not measured
+
+
+def test_init_check_reads_optimizer_state_from_the_scan(honest_proof: Path) -> None:
+    from pol.proof_file import ProofReader
+    from verifier.checks import init_check
+
+    with ProofReader(honest_proof) as reader:
+        scan = scan_checkpoints(reader)
+        assert scan.has_optimizer_state[0] is False and init_check(reader, "digits-mlp", scan).passed is True
+        scan.has_optimizer_state[0] = True
+        check = init_check(reader, "digits-mlp", scan)
+    assert check.passed is False and check.figure == "optimizer state present"
