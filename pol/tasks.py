@@ -125,7 +125,7 @@ def _call_with_kwargs(builder: Callable[..., Any], kwargs: Any, spec: str, what:
         raise DataUnavailableError(f"the {what} kwargs for {spec!r} must be an object, found {kwargs!r:.60}")
     try:
         return builder(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:  # torch rejects e.g. a negative width with RuntimeError
         raise DataUnavailableError(f"cannot build the {what} {spec!r} with kwargs {sorted(kwargs)}: "
                                    f"{short_reason(exc)}") from None
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from pol.errors import ProofFormatError, short_reason
 from pol.hashing import derive_seed
 from pol.plan import Plan
 from pol.schedule import lr_at
@@ -55,7 +56,11 @@ class Replayer:
         self.model.train()
         opt_cls = optimizer_class(self.plan.optimizer["type"])
         hparams = dict(self.plan.optimizer.get("hparams") or {})
-        self.optimizer = opt_cls(self.model.parameters(), lr=lr_at(self.plan.lr_schedule, 0), **hparams)
+        try:
+            self.optimizer = opt_cls(self.model.parameters(), lr=lr_at(self.plan.lr_schedule, 0), **hparams)
+        except (TypeError, ValueError) as exc:  # hparams come from the (untrusted) plan
+            raise ProofFormatError(f"the plan's optimizer hparams are not accepted by {opt_cls.__name__}: "
+                                   f"{short_reason(exc)}") from None
         self.names = [n for n, _ in self.model.named_parameters()]
         self.loss_fn = loss_function(self.plan.loss)
         self.batches = BatchSource(self.dataset, self.device)
