@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pol.state import State
-from verifier.replay import Replayer
+from verifier.replay import BatchSource, Replayer
 from verifier.report import Check
 
 
@@ -36,6 +36,13 @@ class HeldOut:
         self.dataset = dataset
         self.batch_size = batch_size
         self.n = len(dataset)
+        self._sources: dict[str, BatchSource] = {}
+
+    def source(self, device: str) -> BatchSource:
+        """The held-out tensors on ``device``, moved there once (not once per segment)."""
+        if device not in self._sources:
+            self._sources[device] = BatchSource(self.dataset, device)
+        return self._sources[device]
 
     def batches(self, count: int, salt: int) -> np.ndarray:
         rng = np.random.default_rng(salt)
@@ -61,24 +68,10 @@ class SegmentProgress:
 
 def segment_progress(replayer: Replayer, heldout: HeldOut, segment: int, start: State, end: State,
                      own: np.ndarray) -> SegmentProgress:
-    held = heldout.batches(len(own), salt=segment)
-    held_replayer = _HeldOutView(replayer, heldout.dataset)
+    held, source = heldout.batches(len(own), salt=segment), heldout.source(replayer.device)
     own_before, own_after = replayer.mean_loss(start, own), replayer.mean_loss(end, own)
-    held_before, held_after = held_replayer.mean_loss(start, held), held_replayer.mean_loss(end, held)
+    held_before, held_after = replayer.mean_loss(start, held, source), replayer.mean_loss(end, held, source)
     return SegmentProgress(segment, own_before - own_after, held_before - held_after)
-
-
-class _HeldOutView:
-    """The replayer's model evaluated on the held-out set instead of the training set."""
-
-    def __init__(self, replayer: Replayer, dataset: Any):
-        from verifier.replay import BatchSource
-
-        self._replayer = replayer
-        self._source = BatchSource(dataset, replayer.device)
-
-    def mean_loss(self, state: State, indices: np.ndarray) -> float:
-        return self._replayer.mean_loss(state, indices, source=self._source)
 
 
 Z = 3.0

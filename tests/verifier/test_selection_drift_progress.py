@@ -119,3 +119,15 @@ def test_init_check_reads_optimizer_state_from_the_scan(honest_proof: Path) -> N
         scan.has_optimizer_state[0] = True
         check = init_check(reader, "digits-mlp", scan)
     assert check.passed is False and check.figure == "optimizer state present"
+
+
+def test_held_out_tensors_move_to_the_device_once() -> None:
+    import torch
+
+    from verifier.progress import HeldOut
+
+    held = HeldOut(torch.utils.data.TensorDataset(torch.zeros(10, 3), torch.zeros(10, dtype=torch.long)), 4)
+    first = held.source("cpu")
+    assert held.source("cpu") is first   # reused by every segment, not rebuilt
+    x, y = first.batch(np.asarray([1, 2]))
+    assert tuple(x.shape) == (2, 3) and tuple(y.shape) == (2,)
