@@ -61,13 +61,15 @@ def update_with_tensor(h: "hashlib._Hash", name: str, array: np.ndarray, dtype: 
 OPTIMIZER_STATE = "optim/state/"  # per-parameter optimizer tensors (momentum, Adam moments)
 
 
-def _records_digest(state: Mapping[str, np.ndarray], domain: bytes) -> bytes:
-    """Digest of a named set of tensors, independent of insertion order."""
+def _records_digest(state: Mapping[str, np.ndarray], domain: bytes,
+                    dtypes: Mapping[str, str] | None = None) -> bytes:
+    """Digest of a named set of tensors, independent of insertion order; ``dtypes`` overrides
+    dtype names (bfloat16 travels as uint16 bits)."""
     h = hashlib.new(HASH_NAME)
     h.update(domain)
     h.update(struct.pack("<Q", len(state)))
     for name in sorted(state):
-        update_with_tensor(h, name, state[name])
+        update_with_tensor(h, name, state[name], (dtypes or {}).get(name))
     return h.digest()
 
 
@@ -97,9 +99,9 @@ def state_digest(state: Mapping[str, np.ndarray]) -> bytes:
     return combine_state_digest(main_state_digest(state), optimizer_state_digest(state))
 
 
-def weights_digest(weights: Mapping[str, np.ndarray]) -> bytes:
+def weights_digest(weights: Mapping[str, np.ndarray], dtypes: Mapping[str, str] | None = None) -> bytes:
     """Digest of model weights named as in ``model.state_dict()`` (the ``pol digest`` value)."""
-    return _records_digest(weights, b"pol-weights-v1")
+    return _records_digest(weights, b"pol-weights-v1", dtypes)
 
 
 def canonical_json(obj: Any) -> bytes:

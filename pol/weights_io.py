@@ -29,14 +29,13 @@ from typing import Any
 import numpy as np
 
 from pol.errors import WeightsFileError, short_reason
-from pol.hashing import HASH_NAME, dtype_name, update_with_tensor
+from pol.hashing import HASH_NAME, dtype_name, update_with_tensor, weights_digest
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
 WEIGHTS_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
 MAX_HEADER_BYTES = 64 << 20          # safetensors itself stops at 100 MB
 MAX_TENSORS = 1_000_000
-WEIGHTS_DOMAIN = b"pol-weights-v1"   # the domain pol.hashing.weights_digest uses
 TENSOR_DOMAIN = b"pol-tensor-v1"
 
 # safetensors dtype -> (canonical name, item size)
@@ -66,20 +65,10 @@ class WeightsFile:
     notes: list[str] = field(default_factory=list)
 
     def digest(self) -> bytes:
-        return manifest_digest(self.tensors, self.dtypes)
+        return weights_digest(self.tensors, self.dtypes)
 
     def tensor_digests(self) -> dict[str, str]:
         return {name: tensor_digest(name, self.tensors[name], self.dtypes[name]).hex() for name in sorted(self.tensors)}
-
-
-def manifest_digest(tensors: Mapping[str, np.ndarray], dtypes: Mapping[str, str] | None = None) -> bytes:
-    """``pol.hashing.weights_digest`` with explicit dtype names (needed for bfloat16)."""
-    h = hashlib.new(HASH_NAME)
-    h.update(WEIGHTS_DOMAIN)
-    h.update(struct.pack("<Q", len(tensors)))
-    for name in sorted(tensors):
-        update_with_tensor(h, name, tensors[name], (dtypes or {}).get(name))
-    return h.digest()
 
 
 def tensor_digest(name: str, array: np.ndarray, dtype: str | None = None) -> bytes:

@@ -37,10 +37,10 @@ def forge_interpolation(stolen_proof: Path, out: Path, thief_key: Path, *, seed:
     """A thief's proof for stolen weights: checkpoints interpolated from a fresh seeded init
     to the stolen final weights, over an honest-looking plan, signed with the thief's key."""
     import dataclasses
+    import datetime
 
     from pol.assemble import assemble_proof
     from pol.keys import load_signing_key
-    from pol.plan import utc_now
     from pol.publish import final_weights
     from pol.sampler import BatchSchedule
     from pol.state import capture, param_names
@@ -48,8 +48,11 @@ def forge_interpolation(stolen_proof: Path, out: Path, thief_key: Path, *, seed:
 
     with pol.ProofReader(stolen_proof) as r:
         plan, stolen = r.plan, final_weights(r)
+        published = datetime.datetime.fromisoformat(r.final["finished_at"])
     key = load_signing_key(thief_key)
-    plan = dataclasses.replace(plan, seed=seed, signer=bytes(key.verify_key).hex(), created_at=utc_now())
+    # The thief signs its plan after the stolen weights existed (an hour later: not the same second).
+    created = (published + datetime.timedelta(hours=1)).isoformat(timespec="seconds")
+    plan = dataclasses.replace(plan, seed=seed, signer=bytes(key.verify_key).hex(), created_at=created)
     model = seeded_model(plan.model["spec"], plan.model.get("kwargs") or {}, seed)
     init = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     opt = torch.optim.SGD(model.parameters(), lr=plan.lr_schedule["lr"], **plan.optimizer["hparams"])
