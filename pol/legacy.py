@@ -124,7 +124,7 @@ def _np(t: Any, what: str) -> np.ndarray:
     if not torch.is_tensor(t):
         raise ProofFormatError(f"{what} is not a tensor")
     if t.dtype == torch.bfloat16:
-        raise ProofFormatError(f"{what} is bfloat16, which format v1 cannot store")
+        raise ProofFormatError(f"{what} is bfloat16, which format v2 cannot store")
     return t.detach().to("cpu").contiguous().numpy().copy()
 
 
@@ -223,7 +223,7 @@ def import_legacy(src: str | os.PathLike[str], out: str | os.PathLike[str], *, m
     if not isinstance(opt0, Mapping) or not opt0.get("param_groups"):
         raise ProofFormatError("model_step_0 has no optimizer state dict")
     if len(opt0["param_groups"]) != 1:
-        raise ProofFormatError("format v1 supports one optimizer parameter group")
+        raise ProofFormatError("format v2 supports one optimizer parameter group")
     group0 = dict(opt0["param_groups"][0])
     opt_type = _optimizer_type(group0)
     hparams = {k: (list(v) if isinstance(v, tuple) else v) for k, v in group0.items()

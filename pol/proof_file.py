@@ -28,7 +28,7 @@ from pol.schedule import lr_at
 from pol.state import MODEL
 
 FORMAT_NAME = "proof-of-learning"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_ELEMENTS = 1 << 31
 _NUMERIC_KINDS = "fiub"
 MODES = ("full", "compact")

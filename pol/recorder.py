@@ -211,7 +211,7 @@ class Recorder:
         assert self.plan is not None and self._writer is not None
         if self._yielded != self.step + 1:
             raise PlanError(f"optimizer step {self.step} ran after {self._yielded} batches; the recorder expects "
-                            "exactly one optimizer step per batch (no gradient accumulation in format v1)")
+                            "exactly one optimizer step per batch (no gradient accumulation in format v2)")
         self.step += 1
         if self.step % self.every == 0 or self.step == self.plan.num_steps:
             index = -(-self.step // self.every)

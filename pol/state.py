@@ -22,7 +22,7 @@ def _np(t: Any) -> np.ndarray:
 
     t = t.detach()
     if t.dtype == torch.bfloat16:
-        raise PlanError("bfloat16 state is not supported by format v1; train in float32 or float16")
+        raise PlanError("bfloat16 state is not supported by format v2; train in float32 or float16")
     return t.to("cpu", copy=True).numpy()
 
 
@@ -30,7 +30,7 @@ def param_names(model: Any, optimizer: Any) -> list[str]:
     """Parameter names in the optimizer's order; the optimizer must hold exactly the model's parameters."""
     by_id = {id(p): n for n, p in model.named_parameters()}
     if len(optimizer.param_groups) != 1:
-        raise PlanError("format v1 supports one optimizer parameter group; found "
+        raise PlanError("format v2 supports one optimizer parameter group; found "
                         f"{len(optimizer.param_groups)}")
     names = []
     for p in optimizer.param_groups[0]["params"]:

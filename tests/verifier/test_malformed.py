@@ -41,6 +41,7 @@ def _plan_edit(edit: Callable[[dict], object], encode: Callable[[dict], bytes] =
 MUTATIONS: dict[str, Callable[[h5py.File], None]] = {
     "no format marker": lambda f: f.attrs.__delitem__("format"),
     "future format version": lambda f: f.attrs.__setitem__("format_version", 99),
+    "format version 1 (older digests)": lambda f: f.attrs.__setitem__("format_version", 1),
     "unknown codec": lambda f: f.attrs.__setitem__("codec", "lzma-magic"),
     "plan missing": lambda f: f.__delitem__("plan"),
     "plan not JSON": lambda f: _replace(f, "plan", np.frombuffer(b"{not json", np.uint8)),
