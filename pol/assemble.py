@@ -9,7 +9,7 @@ holds its own key would.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,17 +33,16 @@ FINAL_DOMAIN = b"pol-final-sig-v1"
 
 
 def open_writer(path: str | os.PathLike[str], plan: Plan, key: SigningKey, *, codec: str = "delta-zstd",
-                keyframe_every: int = 50, anchor_every: int | None = None, overwrite: bool = False,
-                attrs: dict[str, Any] | None = None) -> tuple[ProofWriter, BackgroundChainWriter]:
+                keyframe_every: int = 50, anchor_every: int | None = None,
+                overwrite: bool = False) -> tuple[ProofWriter, BackgroundChainWriter]:
     """Create the file, sign the plan, and return the writer with its chain builder."""
     plan_bytes = plan.to_bytes()
     writer = ProofWriter(path, plan=plan, plan_signature=sign(key, PLAN_DOMAIN, plan_bytes),
                          public_key=bytes(key.verify_key), codec=codec,
                          keyframe_every=keyframe_every, mode="compact" if anchor_every else "full",
                          overwrite=overwrite)
-    for name, value in (attrs or {}).items():
-        writer.set_attr(name, value)
-    return writer, BackgroundChainWriter(writer, plan.digest(), storage_rule(plan.num_checkpoints, anchor_every))
+    return writer, BackgroundChainWriter(writer, plan.digest(), storage_rule(plan.num_checkpoints, anchor_every),
+                                         step_digests=plan.step_digests)
 
 
 def storage_rule(num_checkpoints: int, anchor_every: int | None) -> Callable[[int], str | None]:
@@ -81,18 +80,32 @@ def finish(writer: ProofWriter, chain_writer: BackgroundChainWriter, plan: Plan,
 
 
 def assemble_proof(path: str | os.PathLike[str], plan: Plan, states: Iterable[State], indices: np.ndarray,
-                   key: SigningKey, **writer_options: Any) -> None:
-    """Write a complete, signed proof: ``states[i]`` is checkpoint ``i`` (at ``plan.checkpoint_step(i)``)."""
+                   key: SigningKey, step_digests: Sequence[bytes] | None = None, **writer_options: Any) -> None:
+    """Write a complete, signed proof: ``states[i]`` is checkpoint ``i`` (at ``plan.checkpoint_step(i)``).
+
+    When the plan records per-step digests, ``step_digests[t]`` is the state digest after step
+    ``t`` (row 0: the initial state); only the rows between checkpoints are used (a checkpoint's
+    own digest is computed from its state).
+    """
+    if plan.step_digests and (step_digests is None or len(step_digests) < plan.num_steps + 1):
+        raise ValueError("this plan records per-step digests: pass step_digests (one per step, plus the initial state)")
     writer, chain_writer = open_writer(path, plan, key, **writer_options)
     try:
         previous = 0
         for i, state in enumerate(states):
             step = plan.checkpoint_step(i)
+            if plan.step_digests and step_digests is not None:
+                for t in range(previous + 1, step):
+                    chain_writer.submit_step_digest(step_digests[t])
             chain_writer.submit(i, step, state, np.asarray(indices[previous:step], dtype=np.int64))
             previous = step
         finish(writer, chain_writer, plan, key, previous)
     finally:
         writer.close()
+
+
+def read_step_digests(reader: ProofReader) -> list[bytes] | None:
+    return list(reader.step_state_digests) if reader.step_state_digests is not None else None
 
 
 def read_states(reader: ProofReader) -> list[State]:

@@ -16,8 +16,8 @@ and never executed. ``indices.npy`` is read with ``allow_pickle=False``.
 What a legacy proof cannot give, and how the file says so honestly:
 
 * it has **no signature**. Our format requires one, so the importer signs with a throwaway key
-  generated on the spot and discarded; the file carries root attributes ``legacy=True`` and
-  ``legacy_unsigned=True`` and ``plan.extra["legacy_unsigned"] = True``. That signature binds
+  generated on the spot and discarded; the plan (which that key signs) carries
+  ``extra["legacy"] = True`` and ``extra["legacy_unsigned"] = True``. That signature binds
   nothing to any trainer: it proves only that the file was not edited *after import*;
 * there is **no plan committed before training**: the "plan" is reconstructed after the fact
   from the checkpoints (optimizer type and hyper-parameters, learning rates, batch size);
@@ -223,11 +223,14 @@ def import_legacy(src: str | os.PathLike[str], out: str | os.PathLike[str], *, m
     if not isinstance(opt0, Mapping) or not opt0.get("param_groups"):
         raise ProofFormatError("model_step_0 has no optimizer state dict")
     if len(opt0["param_groups"]) != 1:
-        raise ProofFormatError("format v2 supports one optimizer parameter group")
+        raise ProofFormatError("the importer supports one optimizer parameter group")
     group0 = dict(opt0["param_groups"][0])
     opt_type = _optimizer_type(group0)
+    from pol.optimizers import constructor_keys, optimizer_class
+
+    accepted = constructor_keys(optimizer_class(opt_type))
     hparams = {k: (list(v) if isinstance(v, tuple) else v) for k, v in group0.items()
-               if k not in ("lr", "params", "initial_lr") and _jsonable(v)}
+               if k not in ("lr", "params", "initial_lr") and k in accepted and _jsonable(v)}
     net0 = _strip_prefix(first["net"])
     names = _param_names(net0, len(group0.get("params", [])), model_spec)
     states, lrs = [], []
@@ -259,17 +262,23 @@ def import_legacy(src: str | os.PathLike[str], out: str | os.PathLike[str], *, m
     if indices.max() >= n_samples:
         raise ProofFormatError(f"indices.npy refers to sample {int(indices.max())} of a {n_samples}-sample data set")
     throwaway = SigningKey.generate()
+    from pol.step import default_spec
+
     plan = Plan(
         seed=0,
+        nonce="",
         model={"spec": model_spec or LEGACY_UNKNOWN, "kwargs": {}},
         data={"spec": data_spec or LEGACY_UNKNOWN, "kwargs": {}, "num_samples": n_samples, "merkle_root": "",
-              "sample_digest": "legacy: none (no per-sample commitment)", "legacy_hash_txt": hash_txt},
-        optimizer={"type": opt_type, "hparams": hparams},
+              "sample_digest": "legacy: none (no per-sample commitment)", "fields": None,
+              "legacy_hash_txt": hash_txt},
+        optimizer={"type": opt_type, "hparams": hparams,
+                   "groups": [{"params": list(names), "lr_scale": 1.0, "hparams": {}}]},
         lr_schedule=lr_schedule,
-        loss="cross_entropy",
+        step=default_spec(),
         batch_size=batch_size,
         every=every,
         num_steps=num_steps,
+        step_digests=False,
         environment={"legacy": True, "device_type": "unknown", "dtype": str(states[0][f"model/{names[0]}"].dtype)},
         signer=bytes(throwaway.verify_key).hex(),
         created_at=utc_now(),
@@ -279,8 +288,7 @@ def import_legacy(src: str | os.PathLike[str], out: str | os.PathLike[str], *, m
                "legacy_directory": src.name, "lr_schedule_source": lr_source,
                "signature_note": "signed at import by a throwaway key; proves nothing about the trainer"},
     )
-    assemble_proof(out, plan, states, indices, throwaway, codec=codec, overwrite=overwrite,
-                   attrs={"legacy": True, "legacy_unsigned": True})
+    assemble_proof(out, plan, states, indices, throwaway, codec=codec, overwrite=overwrite)
     del throwaway
     return {"proof": str(out), "legacy": True, "legacy_unsigned": True, "checkpoints": len(states),
             "steps": num_steps, "every": every, "batch_size": batch_size, "optimizer": opt_type,

@@ -1,8 +1,10 @@
 """The HDF5 proof file: writer and reader (see docs/FORMAT.md).
 
 No pickles anywhere: every value is a numeric dataset, a uint8 byte string, or a scalar
-attribute. The reader treats the file as untrusted and turns every malformation into
-:class:`~pol.errors.ProofFormatError`.
+attribute. The reader treats the file as untrusted: it is parsed only in a sandboxed child
+process (:mod:`pol.untrusted_h5`), its layout is checked against :data:`LAYOUT` before anything
+else is read (unknown members, attributes, links, dtypes are refused), and every malformation
+becomes :class:`~pol.errors.ProofFormatError` (CLI exit 2).
 """
 
 from __future__ import annotations
@@ -24,17 +26,19 @@ from pol.hashing import (
     state_digest,
 )
 from pol.plan import Plan
-from pol.schedule import lr_at
+from pol.schedule import lr_sum
+from pol.schema import Attr, Bytes, Dataset, Group, hex32
 from pol.state import MODEL
+from pol.untrusted_h5 import Limits, Node, UntrustedFile
 
 FORMAT_NAME = "proof-of-learning"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MAX_ELEMENTS = 1 << 31
-_NUMERIC_KINDS = "fiub"
 MODES = ("full", "compact")
-# What h5py and numpy raise on a file whose layout is not the one written here (a group where a
-# dataset belongs, an attribute of the wrong type...); the reader turns them into ProofFormatError.
-_MALFORMED = (KeyError, AttributeError, OSError, ValueError, TypeError, RuntimeError)
+# Extension points: sections with their own signed layout, read by their own modules.
+EXTENSIONS = frozenset({"zk"})
+# What numpy raises on values the layout allowed but the content does not make sense of.
+_MALFORMED = (KeyError, AttributeError, OSError, ValueError, TypeError, RuntimeError, IndexError)
 
 # How a checkpoint is stored. FULL: every tensor. SEEDED: checkpoint 0 of a compact proof,
 # its model part coded against the model the plan's seed builds. WITHOUT_OPTIMIZER_STATE: the
@@ -42,13 +46,56 @@ _MALFORMED = (KeyError, AttributeError, OSError, ValueError, TypeError, RuntimeE
 FULL, SEEDED, WITHOUT_OPTIMIZER_STATE = "full", "seeded-model", "without-optimizer-state"
 STORE_AS = (FULL, SEEDED, WITHOUT_OPTIMIZER_STATE)
 BASE, OPTIMIZER_STATE_DIGEST = "base", "optimizer_state_digest"
+CHECKPOINT_NAME = r"[0-9]{6}"
+
+_DIGEST_ROWS = Dataset(dtype="uint8", shape=(None, 32))
+_CKPT_ATTRS = {"step": Attr(int, check=lambda v: v >= 0, what="a non-negative integer"),
+               "keyframe": Attr(bool),
+               BASE: Attr(str, required=False, check=lambda v: v == SEEDED, what=f"{SEEDED!r}"),
+               OPTIMIZER_STATE_DIGEST: Attr(str, required=False, check=hex32, what="64 hex digits")}
+_CKPT_DELTA = Group(attrs=_CKPT_ATTRS, members={n: Bytes(limit=1 << 40) for n in ("index", "deltas", "plain")})
+_CKPT_RAW = Group(attrs=_CKPT_ATTRS, any_tree=True)
+_RESPONSES = Group(attrs={"kind": Attr(str, check=lambda v: v == "fiat-shamir", what='"fiat-shamir"'),
+                         "segments": Attr(str), "steps": Attr(str)},
+                   members={"states": Group(pattern=CHECKPOINT_NAME, each=Group(any_tree=True)),
+                            "step_states": Group(pattern=r"[0-9]{12}", each=Group(any_tree=True))},
+                   optional=frozenset({"states", "step_states"}))
+
+
+def layout(codec: str, mode: str) -> Group:
+    """The exact layout of a proof of this codec and mode (docs/FORMAT.md, Layout)."""
+    final_attrs = {"chain_head": Attr(str, check=hex32, what="64 hex digits"),
+                   "final_weights_digest": Attr(str, check=hex32, what="64 hex digits"),
+                   "num_checkpoints": Attr(int, check=lambda v: v >= 0, what="a count"),
+                   "num_steps": Attr(int, check=lambda v: v >= 0, what="a count"),
+                   "finished_at": Attr(str, check=lambda v: len(v) <= 64, what="a date")}
+    return Group(
+        attrs={"format": Attr(str, check=lambda v: v == FORMAT_NAME, what=repr(FORMAT_NAME)),
+               "format_version": Attr(int),
+               "mode": Attr(str, check=lambda v: v in MODES, what=" or ".join(MODES)),
+               "codec": Attr(str, check=lambda v: v in _codec.CODECS, what=" or ".join(_codec.CODECS))},
+        members={
+            "plan": Bytes(limit=1 << 24),
+            "signer_public_key": Bytes(exact=32),
+            "signatures": Group(members={"plan": Bytes(exact=64), "final": Bytes(exact=64)}, optional=frozenset({"final"})),
+            "indices": Dataset(dtype="int64", ndim=2),
+            "chain": Group(members={"digests": _DIGEST_ROWS, "state_digests": _DIGEST_ROWS,
+                                    "steps": Dataset(dtype="int64", ndim=1)}),
+            "steps": Group(members={"state_digests": _DIGEST_ROWS}),
+            "checkpoints": Group(pattern=CHECKPOINT_NAME, each=_CKPT_RAW if codec == "raw" else _CKPT_DELTA),
+            "final": Group(attrs=final_attrs),
+            "responses": _RESPONSES,
+        },
+        optional=frozenset({"final", "steps", "responses"}),
+        open_members=EXTENSIONS,
+    )
 
 
 def _bytes_ds(group: Any, name: str, data: bytes) -> None:
     group.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
 
 
-def _ckpt_name(i: int) -> str:
+def ckpt_name(i: int) -> str:
     return f"{i:06d}"
 
 
@@ -80,13 +127,17 @@ class ProofWriter:
         _bytes_ds(sig, "plan", plan_signature)
         # One chunk per segment (k rows): each append writes whole new chunks, so HDF5 never
         # re-compresses and re-allocates a partly filled chunk (which leaks file space).
-        batch_size = plan.batch_size
-        f.create_dataset("indices", shape=(0, batch_size), maxshape=(None, batch_size), dtype=np.int64,
-                         chunks=(max(1, plan.every), batch_size), compression="gzip", shuffle=True)
+        width = plan.samples_per_step
+        f.create_dataset("indices", shape=(0, width), maxshape=(None, width), dtype=np.int64,
+                         chunks=(max(1, plan.every), width), compression="gzip", shuffle=True)
         chain = f.create_group("chain")
         chain.create_dataset("digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
         chain.create_dataset("state_digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
         chain.create_dataset("steps", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,))
+        if plan.step_digests:
+            rows = min(max(plan.every, 64), 4096)
+            f.create_group("steps").create_dataset("state_digests", shape=(0, 32), maxshape=(None, 32),
+                                                   dtype=np.uint8, chunks=(rows, 32))
         f.create_group("checkpoints")
         self._schedule = plan.lr_schedule
         self._previous: dict[str, np.ndarray] | None = None
@@ -104,17 +155,21 @@ class ProofWriter:
         if len(block):
             self._append(self._f["indices"], np.asarray(block, dtype=np.int64))
 
-    def append_chain(self, step: int, digest: bytes, state_digest: bytes) -> None:
+    def append_chain(self, step: int, digest: bytes, state_digest: bytes, step_rows: list[bytes] | None = None) -> None:
+        """One chain link; ``step_rows``: the per-step state digests since the previous checkpoint
+        (ending with this checkpoint's), when the plan records them."""
         chain = self._f["chain"]
         self._append(chain["digests"], np.frombuffer(digest, np.uint8)[None])
         self._append(chain["state_digests"], np.frombuffer(state_digest, np.uint8)[None])
         self._append(chain["steps"], np.asarray([step], dtype=np.int64))
+        if step_rows is not None and "steps" in self._f:
+            self._append(self._f["steps"]["state_digests"], np.frombuffer(b"".join(step_rows), np.uint8).reshape(-1, 32))
 
     def store_checkpoint(self, index: int, step: int, state: dict[str, np.ndarray], store_as: str = FULL) -> None:
         """Store checkpoint ``index``; ``store_as`` is one of :data:`STORE_AS` (see docs/FORMAT.md)."""
         if store_as not in STORE_AS:
             raise ValueError(f"store_as must be one of {STORE_AS}, not {store_as!r}")
-        group = self._f["checkpoints"].create_group(_ckpt_name(index))
+        group = self._f["checkpoints"].create_group(ckpt_name(index))
         group.attrs["step"] = step
         keyframe = self._stored % self.keyframe_every == 0
         previous = None if keyframe else self._previous
@@ -132,17 +187,12 @@ class ProofWriter:
                 arr = contiguous(state[name])
                 group.create_dataset(name, data=arr, **({"compression": "gzip", "shuffle": True} if arr.size > 16 else {}))
         else:
-            lr_sum = 0.0
-            if previous is not None and store_as != SEEDED:
-                lr_sum = float(sum(lr_at(self._schedule, t) for t in range(self._previous_step, step)))
-            encoded = _codec.encode_checkpoint(state, previous, lr_sum)
+            total_lr = lr_sum(self._schedule, self._previous_step, step) if previous is not None and store_as != SEEDED else 0.0
+            encoded = _codec.encode_checkpoint(state, previous, total_lr)
             for name in ("index", "deltas", "plain"):
                 group.create_dataset(name, data=np.frombuffer(getattr(encoded, name), np.uint8))
         self._previous, self._previous_step = state, step
         self._stored += 1
-
-    def set_attr(self, name: str, value: Any) -> None:
-        self._f.attrs[name] = value
 
     def flush(self) -> None:
         self._f.flush()
@@ -164,22 +214,21 @@ class ProofWriter:
 
 
 class ProofReader:
-    """Read-only, validating access to a proof file. Use as a context manager."""
+    """Read-only, validating access to a proof file. Use as a context manager.
 
-    def __init__(self, path: str | os.PathLike[str], model_spec: str | None = None):
+    The file is parsed in a sandboxed child process (:mod:`pol.untrusted_h5`) and its layout is
+    checked against :func:`layout` and the plan before any value is used.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], model_spec: str | None = None, limits: Limits | None = None):
         """``model_spec`` names the model code for proofs whose model is not built in; it is
         needed only to read checkpoint 0 of a compact proof (coded against the seeded model)."""
-        import h5py
-
         self.path = Path(path)
         self.model_spec = model_spec
         self._seeded: dict[str, np.ndarray] | None = None
-        if not self.path.is_file():
-            raise ProofFormatError(f"proof file not found: {self.path}")
-        try:
-            self.h5 = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise ProofFormatError(f"{self.path} is not a readable HDF5 file ({short_reason(exc)})") from None
+        self._cache: tuple[int, dict[str, np.ndarray]] | None = None
+        self._file = UntrustedFile(self.path, limits, what="proof file")
+        self.tree = self._file.root
         try:
             self._load_header()
         except ProofFormatError:
@@ -188,98 +237,104 @@ class ProofReader:
         except _MALFORMED as exc:
             self.close()
             raise ProofFormatError(f"{self.path} is malformed: {short_reason(exc)}") from None
-        self._cache: tuple[int, dict[str, np.ndarray]] | None = None
 
     # -- header -----------------------------------------------------------------------------
     def _load_header(self) -> None:
-        f = self.h5
-        if f.attrs.get("format") != FORMAT_NAME:
+        root = self.tree
+        if root.attrs.get("format") != FORMAT_NAME:
             raise ProofFormatError(f"{self.path} is not a proof-of-learning file (no format marker)")
-        version = f.attrs.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ProofFormatError(f"unsupported format version {version!r}; this build reads {FORMAT_VERSION}")
-        self.mode = str(f.attrs.get("mode", "full"))
-        if self.mode not in MODES:
-            raise ProofFormatError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
-        self.codec = str(f.attrs.get("codec", "raw"))
-        if self.codec not in _codec.CODECS:
-            raise ProofFormatError(f"unknown codec {self.codec!r}")
-        self.legacy = bool(f.attrs.get("legacy", False))
-        self.plan_bytes = self.read_bytes("plan", limit=1 << 24)
+        version = root.attrs.get("format_version")
+        if version != FORMAT_VERSION or isinstance(version, bool):
+            raise ProofFormatError(f"unsupported format version {str(version)[:20]!r}; this build reads "
+                                   f"{FORMAT_VERSION} (record again with this version)")
+        codec, mode = root.attrs.get("codec"), root.attrs.get("mode")
+        layout(str(codec), str(mode)).validate(root, "/")
+        self.mode, self.codec = str(mode), str(codec)
+        self.plan_bytes = self.read_bytes("plan")
         self.plan = Plan.from_bytes(self.plan_bytes)  # refuses non-canonical bytes: the digest is over them
         self.plan_digest = self.plan.digest()
-        self.signer_public_key = self.read_bytes("signer_public_key", exact=32)
-        self.plan_signature = self.read_bytes("signatures/plan", exact=64)
-        self.final_signature = self.read_bytes("signatures/final", exact=64) if "signatures/final" in f else None
-        self._node("chain", group=True)
-        self.chain_digests = self._uint8_rows("chain/digests")
-        self.state_digests = self._uint8_rows("chain/state_digests")
-        steps = self._node("chain/steps")
-        if steps.ndim != 1 or steps.dtype.kind not in "iu":
-            raise ProofFormatError("/chain/steps must be a 1-D integer array")
-        self.checkpoint_steps = np.asarray(steps[()], dtype=np.int64)
+        self.legacy = self.plan.is_legacy
+        self.signer_public_key = self.read_bytes("signer_public_key")
+        self.plan_signature = self.read_bytes("signatures/plan")
+        self.final_signature = self.read_bytes("signatures/final") if "signatures/final" in root else None
+        self.chain_digests = self._rows("chain/digests")
+        self.state_digests = self._rows("chain/state_digests")
+        self.checkpoint_steps = np.asarray(self._node("chain/steps").read(), dtype=np.int64)
         n = len(self.chain_digests)
         if len(self.state_digests) != n or len(self.checkpoint_steps) != n:
             raise ProofFormatError("chain datasets have different lengths")
+        if n > self.plan.num_checkpoints:
+            raise ProofFormatError(f"the chain has {n} links; the plan commits to {self.plan.num_checkpoints} checkpoints")
         self.num_checkpoints = n
         ind = self._node("indices")
-        if ind.ndim != 2 or ind.dtype.kind not in "iu" or ind.shape[1] != self.plan.batch_size:
-            raise ProofFormatError(f"indices must be an integer array of shape (steps, {self.plan.batch_size})")
+        if ind.shape[1] != self.plan.samples_per_step:
+            raise ProofFormatError(f"indices must have shape (steps, {self.plan.samples_per_step})")
+        if ind.shape[0] > self.plan.num_steps:
+            raise ProofFormatError(f"{ind.shape[0]} steps of indices; the plan commits to {self.plan.num_steps}")
         self.num_recorded_steps = int(ind.shape[0])
-        names = list(self._node("checkpoints", group=True).keys())
-        for k in names:
-            if not (k.isascii() and k.isdigit() and k == _ckpt_name(int(k))):
-                raise ProofFormatError(f"unexpected entry /checkpoints/{k[:40]!r} (checkpoints are named NNNNNN)")
-        self.stored_checkpoints = sorted(int(k) for k in names)
+        self.step_state_digests = self._step_digests()
+        self.stored_checkpoints = sorted(int(k) for k in self._node("checkpoints").members)
+        if self.stored_checkpoints and self.stored_checkpoints[-1] >= n:
+            raise ProofFormatError(f"checkpoint {self.stored_checkpoints[-1]} is stored but not in the chain")
+        if "responses" in root and self.mode != "compact":
+            raise ProofFormatError("an embedded challenge response belongs only in a compact proof")
         self.final: dict[str, Any] | None = None
-        if "final" in f:
-            a = self._node("final", group=True).attrs
-            self.final = {
-                "chain_head": _hex_attr(a, "chain_head"),
-                "final_weights_digest": _hex_attr(a, "final_weights_digest"),
-                "num_checkpoints": int(a["num_checkpoints"]),
-                "num_steps": int(a["num_steps"]),
-                "finished_at": str(a.get("finished_at", "")),
-            }
+        if "final" in root:
+            if self.final_signature is None:
+                raise ProofFormatError("/final is present without /signatures/final")
+            a = self._node("final").attrs
+            self.final = {"chain_head": bytes.fromhex(a["chain_head"]),
+                          "final_weights_digest": bytes.fromhex(a["final_weights_digest"]),
+                          "num_checkpoints": a["num_checkpoints"], "num_steps": a["num_steps"],
+                          "finished_at": a["finished_at"]}
+        elif self.final_signature is not None:
+            raise ProofFormatError("/signatures/final is present without /final")
 
-    def _node(self, path: str, *, group: bool = False) -> Any:
-        """The dataset (or, with ``group``, the group) at ``path``; anything else is malformed."""
-        import h5py
+    def _step_digests(self) -> list[bytes] | None:
+        """Per-step state digests (row t: the state after step t; row 0: the initial state)."""
+        present = "steps" in self.tree
+        if present != self.plan.step_digests:
+            raise ProofFormatError("/steps must be present exactly when the plan records per-step digests")
+        if not present:
+            return None
+        rows = self._rows("steps/state_digests")
+        last = int(self.checkpoint_steps[-1]) if self.num_checkpoints else -1
+        if len(rows) != last + 1:
+            raise ProofFormatError(f"/steps/state_digests has {len(rows)} rows; the chain reaches step {last}")
+        for i, t in enumerate(self.checkpoint_steps):
+            if not 0 <= t < len(rows) or rows[int(t)] != self.state_digests[i]:
+                raise ProofFormatError(f"/steps/state_digests disagrees with the chain at checkpoint {i}")
+        return rows
 
-        obj = self.h5.get(path)
-        if obj is None:
+    def _node(self, path: str) -> Node:
+        node = self.tree.get(path)
+        if node is None:
             raise ProofFormatError(f"missing /{path}")
-        if not isinstance(obj, h5py.Group if group else h5py.Dataset):
-            raise ProofFormatError(f"/{path} must be {'a group' if group else 'a dataset'}")
-        return obj
+        return node
 
-    def read_bytes(self, path: str, *, exact: int | None = None, limit: int = 1 << 20) -> bytes:
-        ds = self._node(path)
-        if ds.dtype != np.uint8 or ds.ndim != 1:
-            raise ProofFormatError(f"/{path} must be a 1-D uint8 byte string")
-        if exact is not None and ds.shape[0] != exact:
-            raise ProofFormatError(f"/{path} must hold {exact} bytes, found {ds.shape[0]}")
-        if ds.shape[0] > limit:
-            raise ProofFormatError(f"/{path} is larger than {limit} bytes")
-        return bytes(ds[()].tobytes())
+    def read_bytes(self, path: str) -> bytes:
+        return bytes(np.asarray(self._node(path).read()).tobytes())
 
-    def _uint8_rows(self, name: str) -> list[bytes]:
-        ds = self._node(name)
-        if ds.dtype != np.uint8 or ds.ndim != 2 or ds.shape[1] != 32:
-            raise ProofFormatError(f"/{name} must be uint8 of shape (n, 32)")
-        arr = ds[()]
+    def _rows(self, path: str) -> list[bytes]:
+        arr = np.asarray(self._node(path).read())
         return [bytes(row.tobytes()) for row in arr]
+
+    def section(self, name: str) -> Node | None:
+        """An extension section (e.g. ``zk``), already sanitised; its own module checks its layout."""
+        if name not in EXTENSIONS | {"responses"}:
+            raise KeyError(name)
+        return self.tree.get(name)
 
     # -- body -------------------------------------------------------------------------------
     def indices(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         stop = self.num_recorded_steps if stop is None else stop
         if not 0 <= start <= stop <= self.num_recorded_steps:
             raise ProofFormatError(f"steps {start}..{stop} are outside the {self.num_recorded_steps} recorded")
-        return np.asarray(self.h5["indices"][start:stop], dtype=np.int64)
+        return np.asarray(self._node("indices").read()[start:stop], dtype=np.int64)
 
     def has_embedded_response(self) -> bool:
         """True when a non-interactive challenge response is embedded (see verifier.challenge)."""
-        return "responses" in self.h5
+        return "responses" in self.tree
 
     def has_checkpoint(self, i: int) -> bool:
         return i in self.stored_checkpoints
@@ -287,6 +342,9 @@ class ProofReader:
     def is_complete(self, i: int) -> bool:
         """Stored with its optimizer state, so a replay can start from it."""
         return self.has_checkpoint(i) and OPTIMIZER_STATE_DIGEST not in self._group(i).attrs
+
+    def checkpoint_attrs(self, i: int) -> dict[str, Any]:
+        return dict(self._group(i).attrs)
 
     def stored_state_digest(self, i: int) -> bytes:
         """State digest of stored checkpoint ``i``, to compare with ``state_digests[i]``.
@@ -300,13 +358,7 @@ class ProofReader:
             return state_digest(state)
         if any(k.startswith(OPTIMIZER_STATE) for k in state):
             raise ProofFormatError(f"checkpoint {i} holds optimizer state yet says it is stored without it")
-        try:
-            lacking = bytes.fromhex(str(attrs[OPTIMIZER_STATE_DIGEST]))
-        except ValueError:
-            raise ProofFormatError(f"checkpoint {i}: {OPTIMIZER_STATE_DIGEST} is not hex") from None
-        if len(lacking) != 32:
-            raise ProofFormatError(f"checkpoint {i}: {OPTIMIZER_STATE_DIGEST} must be 32 bytes")
-        return combine_state_digest(main_state_digest(state), lacking)
+        return combine_state_digest(main_state_digest(state), bytes.fromhex(attrs[OPTIMIZER_STATE_DIGEST]))
 
     def checkpoint_state(self, i: int) -> dict[str, np.ndarray]:
         """Decoded tensors of stored checkpoint ``i``.
@@ -320,10 +372,7 @@ class ProofReader:
         if self._cache is not None and self._cache[0] == i:
             return self._cache[1]
         try:
-            if self.codec == "raw":
-                state = self._decode_raw(i)
-            else:
-                state = self._decode_forward(i)
+            state = self._decode_raw(i) if self.codec == "raw" else self._decode_forward(i)
         except ProofFormatError:
             raise
         except _MALFORMED as exc:
@@ -331,21 +380,15 @@ class ProofReader:
         self._cache = (i, state)
         return state
 
-    def _group(self, i: int) -> Any:
-        return self._node(f"checkpoints/{_ckpt_name(i)}", group=True)
+    def _group(self, i: int) -> Node:
+        return self._node(f"checkpoints/{ckpt_name(i)}")
 
     def _decode_raw(self, i: int) -> dict[str, np.ndarray]:
-        import h5py
-
         state: dict[str, np.ndarray] = {}
-
-        def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                if obj.dtype.kind not in _NUMERIC_KINDS or obj.size > MAX_ELEMENTS:
-                    raise ProofFormatError(f"tensor {name} has an unsupported dtype or size")
-                state[name] = np.asarray(obj[()])
-
-        self._group(i).visititems(visit)
+        for name, node in self._group(i).visit_datasets():
+            if node.read().size > MAX_ELEMENTS:
+                raise ProofFormatError(f"tensor {name} is too large")
+            state[name] = np.array(node.read())
         return state
 
     def _decode_forward(self, i: int) -> dict[str, np.ndarray]:
@@ -366,27 +409,20 @@ class ProofReader:
         return state
 
     @staticmethod
-    def _starts_decoding(group: Any) -> bool:
+    def _starts_decoding(group: Node) -> bool:
         """A keyframe, or checkpoint 0 coded against the seeded model: decoding starts here."""
-        return bool(group.attrs.get("keyframe", True)) or group.attrs.get(BASE) == SEEDED
+        return bool(group.attrs["keyframe"]) or group.attrs.get(BASE) == SEEDED
 
     def _decode_one(self, i: int, previous: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-        import h5py
-
         group = self._group(i)
         base = group.attrs.get(BASE)
-        if base is not None and (base != SEEDED or i != 0):
-            raise ProofFormatError(f"checkpoint {i} names an unknown base {base!r}")
+        if base is not None and i != 0:
+            raise ProofFormatError(f"checkpoint {i} names the base {base!r}, which only checkpoint 0 may use")
         if base == SEEDED:
             previous = self._seeded_base()
-        elif bool(group.attrs.get("keyframe", True)):
+        elif bool(group.attrs["keyframe"]):
             previous = None
-        parts = {}
-        for name in ("index", "deltas", "plain"):
-            ds = group.get(name)
-            if not isinstance(ds, h5py.Dataset) or ds.dtype != np.uint8 or ds.ndim != 1:
-                raise ProofFormatError(f"checkpoint {i}: /{name} must be a uint8 byte string")
-            parts[name] = ds[()].tobytes()
+        parts = {name: np.asarray(group.members[name].read()).tobytes() for name in ("index", "deltas", "plain")}
         return _codec.decode_checkpoint(_codec.Encoded(**parts), previous, MAX_ELEMENTS)
 
     def _seeded_base(self) -> dict[str, np.ndarray]:
@@ -396,7 +432,7 @@ class ProofReader:
             from pol.tasks import resolve_spec, seeded_weights
 
             spec = resolve_spec(self.plan.model.get("spec"), self.model_spec, "model")
-            weights = seeded_weights(spec, self.plan.model.get("kwargs") or {}, self.plan.seed)
+            weights = seeded_weights(spec, self.plan.model.get("kwargs") or {}, self.plan.run_seed)
             self._seeded = {MODEL + k: v for k, v in weights.items()}
         return self._seeded
 
@@ -404,22 +440,13 @@ class ProofReader:
         return self.path.stat().st_size
 
     def close(self) -> None:
-        h5 = getattr(self, "h5", None)
-        if h5 is not None and h5.id.valid:
-            h5.close()
+        self._cache = None
+        f = getattr(self, "_file", None)
+        if f is not None:
+            f.close()
 
     def __enter__(self) -> "ProofReader":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _hex_attr(attrs: Any, name: str) -> bytes:
-    try:
-        value = bytes.fromhex(str(attrs[name]))
-    except (KeyError, ValueError):
-        raise ProofFormatError(f"/final attribute {name} is missing or not hex") from None
-    if len(value) != 32:
-        raise ProofFormatError(f"/final attribute {name} must be 32 bytes")
-    return value

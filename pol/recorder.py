@@ -3,59 +3,79 @@
 Example::
 
     with pol.Recorder("run.pol.h5", key="keys/trainer.key", every=10, seed=0,
-                      model_spec="digits-mlp", data_spec="digits-mlp", epochs=1) as rec:
+                      task="digits-mlp", epochs=1) as rec:
         model, optimizer, loader = rec.attach(model=None, optimizer=make_opt, data_loader=loader)
         for x, y in loader:
             optimizer.zero_grad(); loss_fn(model(x), y).backward(); optimizer.step()
 
 The recorder owns what a verifier must reproduce: it rebuilds the loader around its seeded
 batch schedule, builds (or checks) the initial model from the seed, sets the committed
-learning rate and reseeds torch before every step, and checkpoints every ``every`` steps from
-an optimizer step hook. The plan is signed before the first step; the chain head at the end.
+learning rate and reseeds torch before every micro-batch, and checkpoints every ``every`` steps
+from an optimizer step hook. The plan (including the committed step: loss, batch layout,
+output selection, clipping, autocast, gradient accumulation) is signed before the first step;
+the chain head at the end.
+
+It also checks that the loop does what the plan says, so that it never signs a proof its own
+verifier would reject: gradients changed between backward and ``optimizer.step()`` without a
+committed clip (or clipped differently) stop the run at that step, and at the first checkpoint
+the recorder replays the first segment itself and stops with a diagnosis if the replay is not
+bitwise equal (:mod:`pol.selfcheck`).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pol import schedule
+from pol import optimizers, schedule
+from pol import step as step_spec
 from pol.assemble import FINAL_DOMAIN, PLAN_DOMAIN, finish, open_writer
-from pol.datacommit import SAMPLE_DIGEST, data_root
+from pol.datacommit import SAMPLE_DIGEST, data_root, sample_fields
 from pol.envinfo import environment_fingerprint
 from pol.errors import PlanError
 from pol.hashing import derive_seed
 from pol.keys import load_signing_key
-from pol.plan import Plan, utc_now
+from pol.plan import Plan, new_nonce, utc_now
 from pol.proof_file import ProofWriter
 from pol.sampler import BatchSchedule
 from pol.state import capture, param_names
-from pol.tasks import get_task, seeded_model
-from pol.training import OPTIMIZERS
+from pol.tasks import get_task, load_data, seeded_model
 from pol.writer import BackgroundChainWriter
 
 __all__ = ["Recorder", "RecordedLoader", "PLAN_DOMAIN", "FINAL_DOMAIN"]
 
 
-def _jsonable_hparams(defaults: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in defaults.items():
-        if k == "lr":
-            continue
-        if isinstance(v, tuple):
-            v = list(v)
-        if v is None or isinstance(v, (bool, int, float, str)) or (
-            isinstance(v, list) and all(isinstance(e, (int, float)) for e in v)
-        ):
-            out[k] = v
-        else:
-            raise PlanError(f"optimizer setting {k}={v!r} cannot be committed to the plan")
-    return out
+def _loss_spec(loss: str | Mapping[str, Any], loss_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    if isinstance(loss, Mapping):
+        return dict(loss)
+    kwargs = dict(loss_kwargs or {})
+    if ":" in loss:
+        return {"spec": loss, "kwargs": kwargs}
+    return {"name": loss, "kwargs": kwargs}
+
+
+def _clip_spec(clip: Any) -> dict[str, Any] | None:
+    """``clip=1.0`` (norm clipping, L2), a dict as in :mod:`pol.step`, or None."""
+    if clip is None or isinstance(clip, Mapping):
+        return dict(clip) if clip is not None else None
+    if isinstance(clip, (int, float)) and not isinstance(clip, bool):
+        return {"kind": "norm", "max_norm": float(clip), "norm_type": 2.0}
+    raise PlanError(f"clip must be a max norm, a dict as in pol.step, or None; found {clip!r:.40}")
+
+
+def _autocast_spec(autocast: Any, device_type: str) -> dict[str, Any] | None:
+    if autocast is None or autocast is False:
+        return None
+    if isinstance(autocast, str):
+        return {"device_type": device_type, "dtype": autocast}
+    if isinstance(autocast, Mapping):
+        return dict(autocast)
+    raise PlanError("autocast must be a dtype name ('bfloat16'), a dict {device_type, dtype}, or None")
 
 
 class Recorder:
@@ -76,20 +96,32 @@ class Recorder:
         epochs: int | None = None,
         steps: int | None = None,
         lr_schedule: dict[str, Any] | None = None,
-        loss: str = "cross_entropy",
+        loss: str | Mapping[str, Any] = "cross_entropy",
+        loss_kwargs: dict[str, Any] | None = None,
+        inputs: list[int | str] | None = None,
+        target: int | str | None = 1,
+        output: int | str | None = None,
+        clip: Any = None,
+        autocast: Any = None,
+        accumulation: int = 1,
+        step_digests: bool = True,
+        self_check: bool = True,
         codec: str = "delta-zstd",
         keyframe_every: int = 50,
         compact_anchor_every: int | None = None,
         overwrite: bool = False,
         device: str | None = None,
     ):
-        if every <= 0:
-            raise PlanError(f"every (k) must be a positive number of steps, got {every}")
+        if not isinstance(every, int) or every <= 0:
+            raise PlanError(f"every (k) must be a positive number of steps, got {every!r}")
         if (epochs is None) == (steps is None):
             raise PlanError("give exactly one of epochs= or steps=")
+        for name, value in (("epochs", epochs), ("steps", steps)):
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise PlanError(f"{name} must be a positive integer, got {value!r}")
         self.path = Path(path)
         self._signing_key = load_signing_key(key)
-        self.every, self.seed = every, seed
+        self.every, self.seed = every, int(seed)
         self.model_spec = model_spec or task
         self.data_spec = data_spec or task
         self.model_kwargs, self.data_kwargs = dict(model_kwargs or {}), dict(data_kwargs or {})
@@ -97,7 +129,9 @@ class Recorder:
             get_task(task)
         self.epochs, self.steps = epochs, steps
         self.lr_schedule = schedule.validate(lr_schedule) if lr_schedule else None
-        self.loss = loss
+        self._step_options = dict(loss=_loss_spec(loss, loss_kwargs), inputs=inputs, target=target, output=output,
+                                  clip=_clip_spec(clip), autocast=autocast, accumulation=accumulation)
+        self.step_digests, self.self_check = bool(step_digests), bool(self_check)
         self.codec, self.keyframe_every = codec, keyframe_every
         self.compact_anchor_every = compact_anchor_every
         self.overwrite = overwrite
@@ -107,20 +141,23 @@ class Recorder:
         self._proof: ProofWriter | None = None
         self._closed = False
         self.step = 0            # optimizer steps taken
-        self._yielded = 0        # batches handed to the loop
+        self._yielded = 0        # micro-batches handed to the loop
         self._last_lr: float | None = None
         self._last_checkpoint_step = 0
+        self._guard: Any = None
+        self._self_checker: Any = None
 
     # -- set-up -----------------------------------------------------------------------------
     def attach(self, *, model: Any = None, optimizer: Any, data_loader: Any) -> tuple[Any, Any, "RecordedLoader"]:
         """Wrap the user's model, optimizer and loader; commits and signs the plan.
 
-        ``model=None`` builds the model from ``model_spec`` and the seed. A model passed in
-        must equal that build bitwise (a verifier recomputes it). With ``device="cuda"`` the
-        recorder moves the model there before building the optimizer, so the plan records the
-        device actually trained on; move each batch to the same device in your loop. ``optimizer`` may be a
-        ``torch.optim.Optimizer`` over ``model.parameters()`` or a callable
-        ``params -> Optimizer`` (needed when ``model=None``).
+        ``model=None`` builds the model from ``model_spec`` and the run seed (derived from
+        ``seed``, the signer's key and a fresh nonce). A model passed in must equal that build
+        bitwise: build it with ``rec.initial_model()``. With ``device="cuda"`` the recorder moves
+        the model there before building the optimizer, so the plan records the device actually
+        trained on; move each batch to the same device in your loop. ``optimizer`` may be a
+        ``torch.optim.Optimizer`` over the model's parameters (any parameter groups) or a
+        callable ``params -> Optimizer`` (needed when ``model=None``).
         """
         import torch
 
@@ -129,7 +166,7 @@ class Recorder:
         if self.model_spec is None:
             raise PlanError("a model spec is needed so a verifier can rebuild the initial model "
                             "(task= or model_spec='package.module:callable')")
-        reference = seeded_model(self.model_spec, self.model_kwargs, self.seed)
+        reference = self.initial_model()
         if model is None:
             model = reference
         else:
@@ -137,8 +174,8 @@ class Recorder:
             same = ref_sd.keys() == got_sd.keys() and all(
                 torch.equal(ref_sd[k].cpu(), got_sd[k].detach().cpu()) for k in ref_sd)
             if not same:
-                raise PlanError("the model's initial weights are not the ones the seed produces; pass model=None "
-                                "or build it with pol.tasks.seeded_model(spec, kwargs, seed)")
+                raise PlanError("the model's initial weights are not the ones the run seed produces; pass model=None "
+                                "or build it with rec.initial_model()")
         if self.device is not None:
             if isinstance(optimizer, torch.optim.Optimizer):
                 raise PlanError("with device=, pass the optimizer as a callable (params -> Optimizer) so it is "
@@ -146,81 +183,176 @@ class Recorder:
             model = model.to(self.device)  # before the optimizer and the environment fingerprint
         if callable(optimizer) and not isinstance(optimizer, torch.optim.Optimizer):
             optimizer = optimizer(model.parameters())
-        if type(optimizer).__name__ not in OPTIMIZERS or type(optimizer).__module__.split(".")[0] != "torch":
-            raise PlanError(f"optimizer {type(optimizer).__name__} is not supported; use one of {', '.join(OPTIMIZERS)}")
         names = param_names(model, optimizer)
-        batch_size = data_loader.batch_size
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise PlanError("the data loader must have a fixed batch_size (no custom batch_sampler)")
-        dataset = data_loader.dataset
-        num_samples = len(dataset)
-        self._schedule = BatchSchedule(self.seed, num_samples, batch_size)
+        opt_spec = optimizers.describe(optimizer, {id(p): n for n, p in model.named_parameters()})
+        dataset, batch_size = self._check_loader(data_loader)
+        device = next(model.parameters()).device
+        step = self._build_step_spec(dataset, device.type)
+        self._schedule = BatchSchedule(self._run_seed, len(dataset), batch_size * step["accumulation"])
         num_steps = self.steps if self.steps is not None else self.epochs * self._schedule.steps_per_epoch  # type: ignore[operator]
         lr_spec = self.lr_schedule or {"kind": "constant", "lr": float(optimizer.param_groups[0]["lr"])}
-        device = next(model.parameters()).device
+        try:
+            schedule.validate(lr_spec, num_steps)
+        except PlanError as exc:
+            raise PlanError(f"lr_schedule: {exc}") from None
         dtype = str(next(model.parameters()).dtype).replace("torch.", "")
         self.plan = Plan(
-            seed=self.seed,
+            seed=self.seed, nonce=self._nonce,
             model={"spec": self.model_spec, "kwargs": self.model_kwargs},
-            data={"spec": self.data_spec, "kwargs": self.data_kwargs, "num_samples": num_samples,
-                  "merkle_root": data_root(dataset).hex(), "sample_digest": SAMPLE_DIGEST},
-            optimizer={"type": type(optimizer).__name__, "hparams": _jsonable_hparams(dict(optimizer.defaults))},
+            data={"spec": self.data_spec, "kwargs": self.data_kwargs, "num_samples": len(dataset),
+                  "merkle_root": self._data_root.hex(), "sample_digest": SAMPLE_DIGEST,
+                  "fields": sample_fields(dataset)},
+            optimizer=opt_spec,
             lr_schedule=lr_spec,
-            loss=self.loss,
+            step=step,
             batch_size=batch_size,
             every=self.every,
             num_steps=num_steps,
+            step_digests=self.step_digests,
             environment=environment_fingerprint(str(device), dtype),
-            signer=bytes(self._signing_key.verify_key).hex(),
+            signer=self._signer,
             created_at=utc_now(),
             extra={"codec": self.codec, "compact_anchor_every": self.compact_anchor_every},
         )
         self._proof, self._writer = open_writer(
             self.path, self.plan, self._signing_key, codec=self.codec, keyframe_every=self.keyframe_every,
             anchor_every=self.compact_anchor_every, overwrite=self.overwrite)
-        self._model, self._optimizer, self._names = model, optimizer, names
+        self._model, self._optimizer, self._names, self._dataset = model, optimizer, names, dataset
         self._set_lr(schedule.lr_at(lr_spec, 0))
         model.train()
-        self._writer.submit(0, 0, capture(model, optimizer, 0, names), np.empty((0, batch_size), np.int64))
+        initial = capture(model, optimizer, 0, names, self._last_lr or 0.0)
+        self._writer.submit(0, 0, initial, np.empty((0, self.plan.samples_per_step), np.int64))
+        from pol.guard import StepGuard
+
+        self._guard = StepGuard(model, optimizer, step["clip"], self.plan.accumulation, step["autocast"],
+                                watch_steps=self.every)
+        optimizer.register_step_pre_hook(self._before_optimizer_step)
         optimizer.register_step_post_hook(self._after_step)
-        loader = RecordedLoader(self, data_loader)
-        return model, optimizer, loader
+        if self.self_check:
+            from pol.selfcheck import SelfCheck
+
+            self._self_checker = SelfCheck(self.plan, dataset, initial, str(device), self.model_spec)
+        return model, optimizer, RecordedLoader(self, data_loader)
+
+    @property
+    def _signer(self) -> str:
+        return bytes(self._signing_key.verify_key).hex()
+
+    @property
+    def _nonce(self) -> str:
+        if not hasattr(self, "_nonce_value"):
+            self._nonce_value = new_nonce()
+        return self._nonce_value
+
+    @property
+    def _run_seed(self) -> int:
+        from pol.plan import derive_run_seed
+
+        return derive_run_seed(self.seed, self._signer, self._nonce)
+
+    def initial_model(self) -> Any:
+        """The model this run must start from: built from the model spec under the run seed."""
+        if self.model_spec is None:
+            raise PlanError("no model spec: pass task= or model_spec=")
+        return seeded_model(self.model_spec, self.model_kwargs, self._run_seed)
+
+    def _check_loader(self, loader: Any) -> tuple[Any, int]:
+        from torch.utils.data import default_collate
+
+        batch_size = getattr(loader, "batch_size", None)
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise PlanError("the data loader must have a fixed batch_size (no custom batch_sampler)")
+        if getattr(loader, "collate_fn", default_collate) is not default_collate:
+            raise PlanError("the data loader uses a custom collate_fn, which a verifier cannot reproduce; move the "
+                            "transformation into the Dataset (samples of tensors, tuples or dicts)")
+        dataset = loader.dataset
+        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+            raise PlanError("the data set must be map-style (len and indexing); iterable data sets are not recorded")
+        self._data_root = data_root(dataset)
+        if self.data_spec is not None:
+            committed = load_data(self.data_spec, self.data_kwargs).train
+            if len(committed) != len(dataset) or data_root(committed) != self._data_root:
+                raise PlanError(f"the loader's data set is not the data {self.data_spec!r} gives (with "
+                                f"data_kwargs {self.data_kwargs}); a verifier would load the latter")
+        return dataset, batch_size
+
+    def _build_step_spec(self, dataset: Any, device_type: str) -> dict[str, Any]:
+        o = self._step_options
+        fields = sample_fields(dataset)
+        dict_samples = len(dataset) > 0 and isinstance(dataset[0], Mapping)
+        inputs = o["inputs"]
+        if inputs is None:
+            inputs = [f for f in fields if f != o["target"]] if dict_samples else [0]
+        target = o["target"]
+        spec = {"loss": o["loss"], "batch": {"inputs": list(inputs), "target": target}, "output": o["output"],
+                "clip": o["clip"], "autocast": _autocast_spec(o["autocast"], device_type),
+                "accumulation": o["accumulation"]}
+        valid = step_spec.validate(spec)
+        if dict_samples:
+            missing = [k for k in [*valid["batch"]["inputs"], target] if k is not None and k not in fields]
+            if missing:
+                raise PlanError(f"the samples have no field(s) {missing}; they have {fields}")
+        return valid
 
     # -- per step ---------------------------------------------------------------------------
     def _set_lr(self, lr: float) -> None:
-        for group in self._optimizer.param_groups:
-            group["lr"] = lr
+        assert self.plan is not None
+        optimizers.set_lr(self._optimizer, self.plan.optimizer, lr)
         self._last_lr = lr
+        self._expected_lrs = [g["lr"] for g in self._optimizer.param_groups]
 
-    def _before_step(self) -> None:
-        """Called as each batch is handed to the loop: committed LR and per-step seed."""
+    def _before_micro_batch(self) -> None:
+        """Called as each micro-batch is handed to the loop: committed LR and per-micro-batch seed."""
         import torch
 
         assert self.plan is not None
-        t = self._yielded
+        acc = self.plan.accumulation
+        t, m = divmod(self._yielded, acc)
         if t >= self.plan.num_steps:
             raise PlanError(f"the plan commits to {self.plan.num_steps} steps; the loop asked for more")
-        if self._optimizer.param_groups[0]["lr"] != self._last_lr:
-            raise PlanError("the learning rate was changed outside the committed schedule (an LR scheduler?); "
-                            "pass lr_schedule= to the Recorder instead")
-        self._set_lr(schedule.lr_at(self.plan.lr_schedule, t))
-        torch.manual_seed(derive_seed(self.seed, "step", t))
+        if m == 0:
+            if [g["lr"] for g in self._optimizer.param_groups] != self._expected_lrs:
+                raise PlanError("the learning rate was changed outside the committed schedule (an LR scheduler?); "
+                                "pass lr_schedule= to the Recorder instead")
+            self._set_lr(schedule.lr_at(self.plan.lr_schedule, t))
+        torch.manual_seed(derive_seed(self.plan.run_seed, "step", t, m))
         self._yielded += 1
+
+    def _before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        assert self.plan is not None
+        expected = (self.step + 1) * self.plan.accumulation
+        if self._yielded != expected:
+            raise PlanError(f"optimizer step {self.step} ran after {self._yielded} micro-batches; the plan commits to "
+                            f"{self.plan.accumulation} per step (accumulation={self.plan.accumulation})")
+        self._guard.check_before_step(self.step)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         assert self.plan is not None and self._writer is not None
-        if self._yielded != self.step + 1:
-            raise PlanError(f"optimizer step {self.step} ran after {self._yielded} batches; the recorder expects "
-                            "exactly one optimizer step per batch (no gradient accumulation in format v2)")
         self.step += 1
+        state = None
         if self.step % self.every == 0 or self.step == self.plan.num_steps:
             index = -(-self.step // self.every)
             block = self._schedule.block(self._last_checkpoint_step, self.step)
-            self._writer.submit(index, self.step, capture(self._model, optimizer, self.step, self._names), block)
+            state = capture(self._model, optimizer, self.step, self._names, self._last_lr or 0.0)
+            self._writer.submit(index, self.step, state, block)
             self._last_checkpoint_step = self.step
+        elif self.plan.step_digests or self._self_checker is not None and self._self_checker.wants(self.step):
+            state = capture(self._model, optimizer, self.step, self._names, self._last_lr or 0.0)
+            if self.plan.step_digests:
+                self._writer.submit_step(state)
+        if self._self_checker is not None and state is not None:
+            self._self_checker.observe(self.step, state)
+            if self._self_checker.done:
+                self._self_checker = None
 
     def batch_indices(self, step: int) -> np.ndarray:
         return self._schedule.indices(step)
+
+    def micro_batch_indices(self, n: int) -> np.ndarray:
+        """Indices of the n-th micro-batch handed to the loop."""
+        assert self.plan is not None
+        t, m = divmod(n, self.plan.accumulation)
+        return self._schedule.indices(t)[m * self.plan.batch_size:(m + 1) * self.plan.batch_size]
 
     # -- end --------------------------------------------------------------------------------
     def close(self) -> None:
@@ -269,7 +401,7 @@ class Recorder:
 
 
 class RecordedLoader:
-    """Iterates the committed batch schedule, one epoch per ``iter()``; seeds every step."""
+    """Iterates the committed micro-batch schedule, one epoch per ``iter()``; seeds every micro-batch."""
 
     def __init__(self, recorder: Recorder, original: Any):
         from torch.utils.data import DataLoader
@@ -280,16 +412,16 @@ class RecordedLoader:
         self.batch_size = original.batch_size
         self._loader = DataLoader(
             original.dataset, batch_sampler=_ScheduleSampler(self), num_workers=original.num_workers,
-            collate_fn=original.collate_fn, pin_memory=original.pin_memory,
-            worker_init_fn=original.worker_init_fn,
+            pin_memory=original.pin_memory, worker_init_fn=original.worker_init_fn,
         )
 
     def _epoch_range(self) -> range:
+        """Micro-batch numbers of the current epoch."""
         plan = self._rec.plan
         assert plan is not None
-        spe = self._rec._schedule.steps_per_epoch
+        spe = self._rec._schedule.steps_per_epoch * plan.accumulation
         start = self._epoch * spe
-        return range(start, min(start + spe, plan.num_steps))
+        return range(start, min(start + spe, plan.num_steps * plan.accumulation))
 
     def __len__(self) -> int:
         return len(self._epoch_range())
@@ -301,7 +433,7 @@ class RecordedLoader:
         self._sampled = steps
         try:
             for batch in self._loader:
-                self._rec._before_step()
+                self._rec._before_micro_batch()
                 yield batch
         finally:
             self._epoch += 1
@@ -312,8 +444,8 @@ class _ScheduleSampler:
         self._loader = loader
 
     def __iter__(self) -> Iterator[list[int]]:
-        for t in self._loader._sampled:
-            yield self._loader._rec.batch_indices(t).tolist()
+        for n in self._loader._sampled:
+            yield self._loader._rec.micro_batch_indices(n).tolist()
 
     def __len__(self) -> int:
         return len(self._loader._sampled)

@@ -29,6 +29,8 @@ def train_task(
     anchor_every: int | None = None,
     overwrite: bool = True,
     device: str | None = None,
+    step_digests: bool = True,
+    self_check: bool = True,
     on_step: Callable[[float], None] | None = None,
 ) -> Plan:
     """Record a run of a built-in task with the standard step; returns the signed plan.
@@ -49,12 +51,13 @@ def train_task(
     loss_fn = loss_function(spec.loss)
     with Recorder(path, key=key, every=every, seed=seed, task=task, data_kwargs=data_kwargs, epochs=epochs,
                   steps=steps, lr_schedule=lr_schedule or {"kind": "constant", "lr": base_lr}, loss=spec.loss,
-                  codec=codec, compact_anchor_every=anchor_every, overwrite=overwrite, device=device) as rec:
+                  codec=codec, compact_anchor_every=anchor_every, overwrite=overwrite, device=device,
+                  step_digests=step_digests, self_check=self_check) as rec:
         model, optimizer, rloader = rec.attach(
             model=None, optimizer=lambda p: opt_cls(p, lr=base_lr, **spec.hparams), data_loader=loader)
         assert rec.plan is not None
         while rec.step < rec.plan.num_steps:
-            for x, y in rloader:
+            for x, y in rloader:  # the default step spec: inputs [0], target 1
                 if device is not None:
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 loss = standard_step(model, optimizer, loss_fn, x, y)

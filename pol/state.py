@@ -27,18 +27,18 @@ def _np(t: Any) -> np.ndarray:
 
 
 def param_names(model: Any, optimizer: Any) -> list[str]:
-    """Parameter names in the optimizer's order; the optimizer must hold exactly the model's parameters."""
+    """Parameter names in the optimizer's order (all groups, in order): the indices of its state_dict.
+    The optimizer must hold exactly the model's parameters."""
     by_id = {id(p): n for n, p in model.named_parameters()}
-    if len(optimizer.param_groups) != 1:
-        raise PlanError("format v2 supports one optimizer parameter group; found "
-                        f"{len(optimizer.param_groups)}")
     names = []
-    for p in optimizer.param_groups[0]["params"]:
-        if id(p) not in by_id:
-            raise PlanError("the optimizer holds a tensor that is not a parameter of the model")
-        names.append(by_id[id(p)])
-    if sorted(names) != sorted(by_id.values()):
-        raise PlanError("the optimizer must hold all of the model's parameters (create it with model.parameters())")
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if id(p) not in by_id:
+                raise PlanError("the optimizer holds a tensor that is not a parameter of the model")
+            names.append(by_id[id(p)])
+    if sorted(names) != sorted(by_id.values()) or len(set(names)) != len(names):
+        raise PlanError("the optimizer must hold each of the model's parameters exactly once "
+                        "(create it with model.parameters() or parameter groups covering them all)")
     return names
 
 
@@ -47,7 +47,8 @@ def model_weights(state: State) -> State:
     return {k[len(MODEL):]: v for k, v in state.items() if k.startswith(MODEL)}
 
 
-def capture(model: Any, optimizer: Any, step: int, names: list[str]) -> State:
+def capture(model: Any, optimizer: Any, step: int, names: list[str], lr: float) -> State:
+    """The state after ``step`` steps; ``lr`` is the committed base learning rate of the last step."""
     import torch
 
     state: State = {MODEL + k: _np(v) for k, v in model.state_dict().items()}
@@ -57,7 +58,7 @@ def capture(model: Any, optimizer: Any, step: int, names: list[str]) -> State:
                 state[f"{OPTIM_STATE}{names[idx]}/{key}"] = _np(value)
             elif value is not None:
                 state[f"{OPTIM_STATE}{names[idx]}/{key}"] = np.asarray(value, dtype=np.float64)
-    state["optim/lr"] = np.asarray(optimizer.param_groups[0]["lr"], dtype=np.float64)
+    state["optim/lr"] = np.asarray(lr, dtype=np.float64)
     state["rng/torch_cpu"] = torch.get_rng_state().numpy().copy()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["rng/torch_cuda"] = torch.cuda.get_rng_state().numpy().copy()
@@ -66,7 +67,8 @@ def capture(model: Any, optimizer: Any, step: int, names: list[str]) -> State:
 
 
 def restore(model: Any, optimizer: Any, state: State, names: list[str], device: Any = "cpu") -> None:
-    """Load a checkpoint into a model (already on ``device``) and its optimizer."""
+    """Load a checkpoint into a model (already on ``device``) and its optimizer (learning rates
+    are set by the caller, from the committed schedule)."""
     import torch
 
     weights = {k: torch.from_numpy(np.array(v)) for k, v in model_weights(state).items()}
@@ -82,7 +84,6 @@ def restore(model: Any, optimizer: Any, state: State, names: list[str], device: 
         per_param.setdefault(index[pname], {})[field] = torch.from_numpy(np.array(value)).to(device)
     sd = optimizer.state_dict()
     sd["state"] = per_param
-    sd["param_groups"][0]["lr"] = float(state["optim/lr"])
     optimizer.load_state_dict(sd)
     if "rng/torch_cpu" in state:
         torch.set_rng_state(torch.from_numpy(np.array(state["rng/torch_cpu"])))

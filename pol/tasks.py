@@ -94,7 +94,7 @@ TASKS: dict[str, Task] = {
 }
 
 
-def _import_callable(spec: str) -> Callable[..., Any]:
+def import_callable(spec: str) -> Callable[..., Any]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise DataUnavailableError(f"{spec!r} is neither a built-in task ({', '.join(TASKS)}) nor 'module:callable'")
@@ -131,12 +131,14 @@ def _call_with_kwargs(builder: Callable[..., Any], kwargs: Any, spec: str, what:
 
 
 def build_model(spec: str, kwargs: dict[str, Any] | None = None) -> Any:
-    builder = TASKS[spec].build_model if spec in TASKS else _import_callable(spec)
+    builder = TASKS[spec].build_model if spec in TASKS else import_callable(spec)
     return _call_with_kwargs(builder, kwargs, spec, "model")
 
 
 def seeded_model(spec: str, kwargs: dict[str, Any] | None, seed: int) -> Any:
-    """The initial model: built on CPU right after seeding torch with derive_seed(seed, 'init')."""
+    """The initial model: built on CPU right after seeding torch with derive_seed(seed, 'init').
+
+    ``seed`` is a plan's ``run_seed`` (bound to the signer and the plan nonce)."""
     import torch
 
     from pol.hashing import derive_seed
@@ -164,6 +166,6 @@ def resolve_spec(plan_spec: str | None, user_spec: str | None, what: str) -> str
 
 
 def load_data(spec: str, kwargs: dict[str, Any] | None = None) -> TaskData:
-    builder = TASKS[spec].build_data if spec in TASKS else _import_callable(spec)
+    builder = TASKS[spec].build_data if spec in TASKS else import_callable(spec)
     result = _call_with_kwargs(builder, kwargs, spec, "data")
     return result if isinstance(result, TaskData) else TaskData(result)

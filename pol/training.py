@@ -1,7 +1,9 @@
-"""The standard training step, shared by the recorder's built-in loop and the verifier's replay.
+"""The plain training step and loss names, for code that trains outside a recorded plan.
 
-A user loop recorded with :class:`pol.Recorder` must perform the same step (zero the gradients,
-``loss_fn(model(x), y)``, ``backward()``, ``optimizer.step()``) for replay to reproduce it.
+Recorded runs and their replay use the committed step of :mod:`pol.step` (loss with kwargs,
+batch layout, output selection, clipping, autocast, accumulation) and the optimizer specs of
+:mod:`pol.optimizers`; this module keeps the simplest form of both for built-in loops
+(``zero_grad -> loss_fn(model(x), y) -> backward -> step``).
 """
 
 from __future__ import annotations
@@ -10,26 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 from pol.errors import PlanError
+from pol.optimizers import OPTIMIZERS, optimizer_class
 
-OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
+__all__ = ["OPTIMIZERS", "optimizer_class", "loss_function", "standard_step"]
 
 
 def loss_function(name: str) -> Callable[..., Any]:
-    from torch.nn import functional as F
+    from pol.step import BUILTIN_LOSSES, _builtin_loss
 
-    table = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss, "nll": F.nll_loss}
-    if name not in table:
-        raise PlanError(f"unknown loss {name!r}; expected one of {sorted(table)}")
-    return table[name]
-
-
-def optimizer_class(name: str) -> Any:
-    """Only allow-listed torch.optim classes: a proof never names code to run."""
-    import torch
-
-    if name not in OPTIMIZERS:
-        raise PlanError(f"optimizer {name!r} is not supported; expected one of {', '.join(OPTIMIZERS)}")
-    return getattr(torch.optim, name)
+    if name not in BUILTIN_LOSSES or name == "model_output":
+        raise PlanError(f"unknown loss {name!r}; expected one of {sorted(set(BUILTIN_LOSSES) - {'model_output'})}")
+    return _builtin_loss(name)
 
 
 def standard_step(model: Any, optimizer: Any, loss_fn: Callable[..., Any], x: Any, y: Any) -> Any:

@@ -1,9 +1,11 @@
 """Background writer: hashes, chains, codes and writes checkpoints off the training thread.
 
-Jobs run in submission order on one thread. The training thread only snapshots tensors
-(a copy) and hands them over; at most ``max_pending`` snapshots wait in memory. After every
-checkpoint the HDF5 file is flushed, so a process that dies between checkpoints leaves a file
-that opens and verifies up to its last flushed checkpoint (it lacks the final signature).
+Jobs run in submission order on one thread. The training thread only snapshots tensors (a
+copy) and hands them over; at most ``max_pending`` checkpoint snapshots wait in memory. When the
+plan records per-step digests, every step's snapshot is hashed here too (``submit_step``) and
+the digests are chained into the next checkpoint's link. After every checkpoint the HDF5 file is
+flushed, so a process that dies between checkpoints leaves a file that opens and verifies up to
+its last flushed checkpoint (it lacks the final signature).
 """
 
 from __future__ import annotations
@@ -22,30 +24,59 @@ from pol.state import model_weights
 
 class BackgroundChainWriter:
     def __init__(self, writer: ProofWriter, plan_digest: bytes, stored: Callable[[int], str | None],
-                 max_pending: int = 2):
+                 step_digests: bool = False, max_pending: int = 2, max_pending_steps: int = 64):
         """``stored(i)``: how checkpoint ``i`` is stored (see ProofWriter.store_checkpoint), None: not at all."""
         self._writer = writer
         self._plan_digest = plan_digest
         self._stored = stored
+        self._step_digests = step_digests
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pol-writer")
         self._pending: deque[Future[None]] = deque()
         self._max_pending = max_pending
+        self._max_pending_steps = max_pending_steps
+        self._steps_pending: deque[Future[None]] = deque()
+        self._intermediate: list[bytes] = []       # per-step digests since the last checkpoint
         self.head: bytes | None = None
         self.count = 0
         self._last_state: dict[str, np.ndarray] | None = None
 
+    def _throttle(self, queue: deque[Future[None]], limit: int) -> None:
+        while queue and queue[0].done():
+            queue.popleft().result()  # re-raise a writer failure on the training thread
+        while len(queue) >= limit:
+            queue.popleft().result()
+
+    def submit_step(self, state: dict[str, np.ndarray]) -> None:
+        """The state after a step that is not a checkpoint (only when the plan records per-step digests)."""
+        self._throttle(self._steps_pending, self._max_pending_steps)
+        self._steps_pending.append(self._pool.submit(self._step_job, state))
+
+    def _step_job(self, state: dict[str, np.ndarray]) -> None:
+        self._intermediate.append(state_digest(state))
+
+    def submit_step_digest(self, digest: bytes) -> None:
+        """A precomputed per-step digest (building a proof from digests already in hand)."""
+        self._steps_pending.append(self._pool.submit(self._append_digest, digest))
+
+    def _append_digest(self, digest: bytes) -> None:
+        self._intermediate.append(digest)  # the list current when the job runs, not when it was submitted
+
     def submit(self, index: int, step: int, state: dict[str, np.ndarray], indices_block: np.ndarray) -> None:
-        while self._pending and self._pending[0].done():
-            self._pending.popleft().result()  # re-raise a writer failure on the training thread
-        if len(self._pending) >= self._max_pending:
-            self._pending.popleft().result()
+        self._throttle(self._pending, self._max_pending)
         self._pending.append(self._pool.submit(self._job, index, step, state, indices_block))
 
     def _job(self, index: int, step: int, state: dict[str, np.ndarray], indices_block: np.ndarray) -> None:
         sd = state_digest(state)
-        self.head = chain.genesis(self._plan_digest, sd) if index == 0 else chain.link(self.head, sd, indices_block)  # type: ignore[arg-type]
+        intermediate, self._intermediate = self._intermediate, []
+        if not self._step_digests and intermediate:
+            raise RuntimeError("per-step digests were submitted for a plan that does not record them")
+        if index == 0:
+            self.head = chain.genesis(self._plan_digest, sd)
+        else:
+            assert self.head is not None
+            self.head = chain.link(self.head, sd, indices_block, intermediate)
         self._writer.append_indices(indices_block)
-        self._writer.append_chain(step, self.head, sd)
+        self._writer.append_chain(step, self.head, sd, [*intermediate, sd] if self._step_digests else None)
         store_as = self._stored(index)
         if store_as is not None:
             self._writer.store_checkpoint(index, step, state, store_as)
@@ -60,8 +91,9 @@ class BackgroundChainWriter:
         return weights_digest(model_weights(self._last_state))
 
     def drain(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
+        for queue in (self._steps_pending, self._pending):
+            while queue:
+                queue.popleft().result()
 
     def shutdown(self) -> None:
         try:

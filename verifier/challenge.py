@@ -1,27 +1,28 @@
-"""Challenges for compact proofs: interactive, and non-interactive (Fiat-Shamir).
+"""Challenges: the verifier names segments and single steps; the prover returns their start states.
 
-A compact proof stores full checkpoints only at anchors, plus the committed digest of every
-checkpoint. To check segment j the verifier needs checkpoint j; the replayed end is compared
-with the committed digest of checkpoint j+1, so compact proofs are verified in exact mode:
+A proof commits the state digest of every checkpoint and (format 3, ``step_digests``) of the
+state after every step. To check a segment or a single step whose start state is not stored, the
+verifier needs that state; the replayed end is compared with the committed digest, so challenges
+are judged in exact mode:
 
-* **interactive** — the verifier draws segments with its own randomness and writes a
-  challenge (``pol challenge``); the prover regenerates the start checkpoints by exact replay
-  from the nearest anchor and writes a response (``pol respond``); the verifier checks every
-  returned state against its committed digest, then replays the segments of *its own*
-  challenge file (``pol verify --response R --challenge C``; a response whose embedded challenge
-  differs from C is refused). The prover learns the segments only after committing to every
-  digest: sound as in full mode.
-* **non-interactive** — segments derived from the chain head:
-  ``SHA-256("pol-fiat-shamir-v1" || plan digest || chain head)`` seeds the choice, and the
-  prover embeds the response in the proof (``pol respond --non-interactive``). The prover can
-  *grind*: alter something cheap (e.g. the last checkpoint's bits), re-chain, re-sign, and
-  re-derive the challenge until only honest segments are picked. With a forged fraction f and
-  s challenged segments, one re-roll passes with probability (1-f)^s, so about (1-f)^-s cheap
-  re-rolls suffice (f=0.1, s=10: ~3 tries). Treat it as evidence against careless forgery, not
-  as a proof against a deliberate forger; use the interactive flow for disputes. An embedded
-  response to fewer segments than the verifier would draw is not used to choose segments.
-* **neither** — the verifier regenerates the start checkpoint itself from the nearest anchor
-  (exact mode only), at up to K times the replay cost.
+* **interactive** — the verifier draws segments and steps with its own randomness, adds the
+  segments it always replays (verifier.sampling: the last one, the largest updates...), and writes
+  a challenge (``pol challenge``); the prover regenerates the start states by exact replay from the
+  nearest stored checkpoint and writes a response (``pol respond``); the verifier checks every
+  returned state against its committed digest, then replays what *its own* challenge file names
+  (``pol verify --response R --challenge C``; a response whose embedded challenge differs from C is
+  refused). The prover learns the sample only after committing to every digest: a forged step is
+  caught when it is drawn. Verifier compute per challenged step: one step.
+* **non-interactive** — segments and steps derived from the chain head:
+  ``SHA-256("pol-fiat-shamir-v2" || plan digest || chain head)`` seeds the choice, and the prover
+  embeds the response in the proof (``pol respond --non-interactive``). The prover can *grind*:
+  alter something free (a forged state's last bit), re-chain, re-sign and re-derive until only
+  honest units are drawn. With a forged fraction f and s units, one try passes with probability
+  (1-f)^s, so about (1-f)^-s cheap tries suffice (f=0.1, s=10: ~3 tries; s=44: ~100 tries, i.e.
+  ~100 re-hashes of the chain). A verifier uses an embedded response only when asked
+  (``pol verify --use-embedded-response``), and the report says so.
+* **neither** — the verifier regenerates start states itself from the nearest stored checkpoint
+  (exact mode only), at up to k (or K x k for compact proofs) steps per unit.
 """
 
 from __future__ import annotations
@@ -37,21 +38,41 @@ from typing import Any
 import numpy as np
 
 from pol.errors import InputError, ProofFormatError
-from pol.hashing import canonical_json
+from pol.hashing import canonical_json, state_digest
 from pol.plan import utc_now
-from pol.proof_file import MAX_ELEMENTS, ProofReader
+from pol.proof_file import ProofReader
+from pol.schema import Attr, Group
 from pol.state import State
+from pol.untrusted_h5 import Node, UntrustedFile
 
-CHALLENGE_SCHEMA = "pol-challenge-v1"
+CHALLENGE_SCHEMA = "pol-challenge-v2"
 RESPONSE_FORMAT = "pol-response"
-CHALLENGE_FIELDS = ("schema", "plan_digest", "chain_head", "segments", "nonce")  # what a response must echo
-NON_INTERACTIVE_NOTE = ("non-interactive (Fiat-Shamir over the chain head): a prover can grind re-rolls; "
-                        "about (1-f)^-s cheap tries defeat it, see docs/SECURITY.md")
+RESPONSE_VERSION = 2
+CHALLENGE_FIELDS = ("schema", "plan_digest", "chain_head", "segments", "steps", "nonce")  # what a response must echo
+MAX_CHALLENGE_BYTES = 1 << 22
+NON_INTERACTIVE_NOTE = ("non-interactive (Fiat-Shamir over the chain head), used because you asked: a prover can "
+                        "grind re-rolls; about (1-f)^-s cheap tries defeat it, see docs/SECURITY.md")
+STEP_NAME = r"[0-9]{12}"
+CKPT_NAME = r"[0-9]{6}"
+_STATES = Group(pattern=CKPT_NAME, each=Group(any_tree=True))
+_STEP_STATES = Group(pattern=STEP_NAME, each=Group(any_tree=True))
+RESPONSE_LAYOUT = Group(
+    attrs={"format": Attr(str, check=lambda v: v == RESPONSE_FORMAT, what=repr(RESPONSE_FORMAT)),
+           "format_version": Attr(int, check=lambda v: v == RESPONSE_VERSION, what=str(RESPONSE_VERSION)),
+           "challenge": Attr(str)},
+    members={"states": _STATES, "steps": _STEP_STATES}, optional=frozenset({"states", "steps"}))
 
 
-def fiat_shamir_segments(plan_digest: bytes, chain_head: bytes, n: int, count: int) -> list[int]:
-    seed = int.from_bytes(hashlib.sha256(b"pol-fiat-shamir-v1" + plan_digest + chain_head).digest()[:8], "little")
-    return sorted(random.Random(seed).sample(range(n), min(count, n)))
+def _derived_choice(seed_bytes: bytes, n_segments: int, segments: int, n_steps: int, steps: int) -> tuple[list[int], list[int]]:
+    rng = random.Random(int.from_bytes(seed_bytes[:8], "little"))
+    chosen = sorted(rng.sample(range(n_segments), min(segments, n_segments)))
+    return chosen, sorted(rng.sample(range(n_steps), min(steps, n_steps)))
+
+
+def fiat_shamir_choice(plan_digest: bytes, chain_head: bytes, n_segments: int, segments: int,
+                       n_steps: int, steps: int) -> tuple[list[int], list[int]]:
+    seed = hashlib.sha256(b"pol-fiat-shamir-v2" + plan_digest + chain_head).digest()
+    return _derived_choice(seed, n_segments, segments, n_steps, steps)
 
 
 def _binding(reader: ProofReader) -> dict[str, str]:
@@ -60,12 +81,16 @@ def _binding(reader: ProofReader) -> dict[str, str]:
     return {"plan_digest": reader.plan_digest.hex(), "chain_head": reader.final["chain_head"].hex()}
 
 
-def make_challenge(reader: ProofReader, count: int, seed: int | None = None) -> dict[str, Any]:
+def make_challenge(reader: ProofReader, segments: int, steps: int = 0, seed: int | None = None,
+                   targeted: list[int] | None = None) -> dict[str, Any]:
+    """A challenge: ``segments`` uniform segments plus ``targeted`` ones, and ``steps`` single steps."""
     n = reader.num_checkpoints - 1
-    nonce = secrets.token_bytes(16) if seed is None else hashlib.sha256(b"seed" + seed.to_bytes(8, "little")).digest()[:16]
-    rng = random.Random(int.from_bytes(nonce, "little"))
-    return {"schema": CHALLENGE_SCHEMA, **_binding(reader), "segments": sorted(rng.sample(range(n), min(count, n))),
-            "nonce": nonce.hex(), "issued_at": utc_now()}
+    if steps and reader.step_state_digests is None:
+        raise InputError("this proof does not commit per-step digests, so single steps cannot be challenged")
+    nonce = secrets.token_bytes(16) if seed is None else hashlib.sha256(b"seed" + seed.to_bytes(8, "little", signed=True)).digest()[:16]
+    chosen, chosen_steps = _derived_choice(hashlib.sha256(nonce).digest(), n, segments, reader.plan.num_steps, steps)
+    return {"schema": CHALLENGE_SCHEMA, **_binding(reader), "segments": sorted(set(chosen) | set(targeted or [])),
+            "steps": chosen_steps, "nonce": nonce.hex(), "issued_at": utc_now()}
 
 
 def needed_checkpoints(reader: ProofReader, segments: list[int]) -> list[int]:
@@ -73,152 +98,170 @@ def needed_checkpoints(reader: ProofReader, segments: list[int]) -> list[int]:
     return sorted({j for j in segments if not reader.is_complete(j)})
 
 
-def regenerate(reader: ProofReader, replayer: Any, wanted: list[int]) -> dict[int, State]:
-    """Prover side: rebuild checkpoints by exact replay from anchors, checking committed digests."""
-    from verifier.segments import RegenerationError, replay_forward
+def needed_steps(reader: ProofReader, steps: list[int]) -> list[int]:
+    """Steps whose start state (the state after ``t`` steps) is not a checkpoint stored whole."""
+    whole = {int(reader.checkpoint_steps[i]) for i in reader.stored_checkpoints if reader.is_complete(i)}
+    return sorted({t for t in steps if t not in whole})
 
+
+def regenerate(reader: ProofReader, replayer: Any, wanted_steps: list[int]) -> dict[int, State]:
+    """Prover side: the states after ``wanted_steps`` steps, by exact replay from the nearest
+    checkpoint stored whole, checking every committed digest on the way."""
+    from pol.hashing import state_digest as digest_of
+    from verifier.segments import RegenerationError
+
+    complete = [i for i in reader.stored_checkpoints if reader.is_complete(i)]
+    steps_of = {int(reader.checkpoint_steps[i]): i for i in range(reader.num_checkpoints)}
     out: dict[int, State] = {}
-    remaining = sorted(set(wanted))
+    remaining = sorted(set(wanted_steps))
+    per_step = reader.step_state_digests
     while remaining:
         target = remaining[-1]
-        anchor = max(a for a in range(target) if reader.is_complete(a))
-        group = [i for i in remaining if anchor < i <= target]
-        try:
-            replay_forward(reader, replayer, anchor, reader.checkpoint_state(anchor), target, set(group), out)
-        except RegenerationError as exc:
-            raise InputError(f"cannot answer the challenge on this stack: {exc}") from None
-        remaining = [i for i in remaining if i not in group]
+        anchor = max(i for i in complete if int(reader.checkpoint_steps[i]) <= target)
+        a = int(reader.checkpoint_steps[anchor])
+        group = {t for t in remaining if a <= t <= target}
+        state = {k: v.copy() for k, v in reader.checkpoint_state(anchor).items()}
+        if a in group:
+            out[a] = state
+        if target > a:
+            def keep(t: int, s: State) -> None:
+                committed = per_step[t] if per_step is not None else (
+                    reader.state_digests[steps_of[t]] if t in steps_of else None)
+                if committed is not None and digest_of(s) != committed:
+                    raise RegenerationError(f"replaying from checkpoint {anchor} does not reproduce the committed "
+                                            f"state after step {t}")
+                if t in group:
+                    out[t] = s
+
+            end = replayer.run(state, a, reader.indices(a, target), keep)
+            keep(target, end)
+        remaining = [t for t in remaining if t not in group]
     return out
 
 
-def _write_states(group: Any, states: dict[int, State]) -> None:
+def _write_states(group: Any, states: dict[int, State], width: int) -> None:
     for i, state in sorted(states.items()):
-        g = group.create_group(f"{i:06d}")
+        g = group.create_group(f"{i:0{width}d}")
         for name, arr in sorted(state.items()):
             g.create_dataset(name, data=arr, **({"compression": "gzip", "shuffle": True} if arr.size > 16 else {}))
 
 
-def _read_states(group: Any) -> dict[int, State]:
+def _read_states(node: Node | None) -> dict[int, State]:
     out: dict[int, State] = {}
-    for key in group:
-        if not key.isdigit():
-            raise ProofFormatError(f"unexpected entry {key!r} in a response")
-        if not hasattr(group[key], "visititems"):
-            raise ProofFormatError(f"response entry {key!r} is not a group of tensors")
-        state: State = {}
-
-        def visit(name: str, obj: Any, state: State = state) -> None:
-            if hasattr(obj, "dtype"):  # untrusted: the same limits as ProofReader's checkpoints
-                if obj.dtype.kind not in "fiub" or obj.size > MAX_ELEMENTS:
-                    raise ProofFormatError(f"response tensor {name} has an unsupported dtype or size")
-                state[name] = np.asarray(obj[()])
-
-        group[key].visititems(visit)
-        out[int(key)] = state
+    for key, child in (node.members.items() if node is not None else ()):
+        out[int(key)] = {name: np.array(ds.read()) for name, ds in child.visit_datasets()}
     return out
 
 
 def write_response(path: str | os.PathLike[str], reader: ProofReader, challenge: dict[str, Any],
-                   states: dict[int, State]) -> None:
+                   states: dict[int, State], step_states: dict[int, State]) -> None:
     import h5py
 
     with h5py.File(path, "w") as f:
         f.attrs["format"] = RESPONSE_FORMAT
-        f.attrs["format_version"] = 1
+        f.attrs["format_version"] = RESPONSE_VERSION
         f.attrs["challenge"] = canonical_json(challenge).decode()
-        _write_states(f.create_group("states"), states)
+        _write_states(f.create_group("states"), states, 6)
+        _write_states(f.create_group("steps"), step_states, 12)
 
 
-def embed_response(reader_path: str | os.PathLike[str], count: int, states_fn: Any,
-                   model_spec: str | None = None) -> list[int]:
-    """Non-interactive: derive segments from the chain head and embed their states in the proof.
+def embed_response(reader_path: str | os.PathLike[str], segments: int, steps: int, states_fn: Any,
+                   model_spec: str | None = None) -> tuple[list[int], list[int]]:
+    """Non-interactive: derive segments and steps from the chain head and embed their start states.
 
-    ``model_spec`` names the model code for a custom model (checkpoint 0 decodes against it)."""
+    ``states_fn(reader, wanted_steps) -> {step: state}`` regenerates states; ``model_spec`` names
+    the model code for a custom model (checkpoint 0 of a compact proof decodes against it)."""
     import h5py
 
     with ProofReader(reader_path, model_spec=model_spec) as reader:
+        if reader.mode != "compact":
+            raise InputError("only compact proofs embed responses (a full proof stores every checkpoint)")
         b = _binding(reader)
-        segments = fiat_shamir_segments(reader.plan_digest, bytes.fromhex(b["chain_head"]),
-                                        reader.num_checkpoints - 1, count)
-        states = states_fn(reader, needed_checkpoints(reader, segments))
+        chosen, chosen_steps = fiat_shamir_choice(reader.plan_digest, bytes.fromhex(b["chain_head"]),
+                                                  reader.num_checkpoints - 1, segments,
+                                                  reader.plan.num_steps if reader.step_state_digests else 0, steps)
+        ckpts = needed_checkpoints(reader, chosen)
+        wanted = sorted({int(reader.checkpoint_steps[i]) for i in ckpts} | set(needed_steps(reader, chosen_steps)))
+        by_step = states_fn(reader, wanted)
+        states = {i: by_step[int(reader.checkpoint_steps[i])] for i in ckpts}
+        step_states = {t: by_step[t] for t in needed_steps(reader, chosen_steps)}
     with h5py.File(reader_path, "r+") as f:
         if "responses" in f:
             del f["responses"]
         g = f.create_group("responses")
         g.attrs["kind"] = "fiat-shamir"
-        g.attrs["segments"] = ",".join(map(str, segments))
-        _write_states(g.create_group("states"), states)
-    return segments
+        g.attrs["segments"] = ",".join(map(str, chosen))
+        g.attrs["steps"] = ",".join(map(str, chosen_steps))
+        _write_states(g.create_group("states"), states, 6)
+        _write_states(g.create_group("step_states"), step_states, 12)
+    return chosen, chosen_steps
 
 
-def _load_challenge(path: str | os.PathLike[str]) -> dict[str, Any]:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != RESPONSE_FORMAT:
-                raise ProofFormatError(f"{path} is not a challenge response")
-            doc = json.loads(str(f.attrs["challenge"]))
-    except OSError as exc:
-        raise ProofFormatError(f"{path} is not a readable response file ({exc})") from None
-    except (KeyError, ValueError) as exc:
-        raise ProofFormatError(f"{path}: malformed challenge in response ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ProofFormatError(f"{path}: the challenge in the response is not a JSON object")
-    return doc
-
-
-def response_segments(path: str | os.PathLike[str], reader: ProofReader) -> list[int]:
-    challenge = _load_challenge(path)
-    if challenge.get("schema") != CHALLENGE_SCHEMA:
-        raise ProofFormatError("the response answers an unknown challenge schema")
-    if {k: challenge.get(k) for k in ("plan_digest", "chain_head")} != _binding(reader):
-        raise ProofFormatError("the response answers a challenge for a different proof")
-    return _valid_segments(challenge.get("segments"), reader)
+def read_response(path: str | os.PathLike[str], reader: ProofReader) -> tuple[dict[str, Any], dict[int, State], dict[int, State]]:
+    """(the challenge it answers, checkpoint states by index, step states by step), read in the sandbox."""
+    with UntrustedFile(path, what="challenge response") as f:
+        RESPONSE_LAYOUT.validate(f.root, "response /")
+        text = f.root.attrs["challenge"]
+        if len(text) > MAX_CHALLENGE_BYTES:
+            raise ProofFormatError("the response's challenge is too large")
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise ProofFormatError(f"{path}: malformed challenge in response ({exc})") from None
+        if not isinstance(doc, dict):
+            raise ProofFormatError(f"{path}: the challenge in the response is not a JSON object")
+        return doc, _read_states(f.root.get("states")), _read_states(f.root.get("steps"))
 
 
-def _valid_segments(segments: Any, reader: ProofReader) -> list[int]:
-    if not isinstance(segments, list) or not all(isinstance(s, int) and 0 <= s < reader.num_checkpoints - 1 for s in segments):
-        raise ProofFormatError("the challenge's segment list is malformed")
-    return sorted(set(segments))
+def _valid_units(values: Any, limit: int, what: str) -> list[int]:
+    if not isinstance(values, list) or len(values) > 1_000_000 or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < limit for s in values):
+        raise ProofFormatError(f"the challenge's {what} list is malformed")
+    return sorted(set(values))
 
 
-def issued_segments(response: str | os.PathLike[str], issued: str | os.PathLike[str], reader: ProofReader) -> list[int]:
-    """Verifier side: the segments of the challenge it issued (file ``issued``), after checking
-    that ``response`` answers exactly that challenge. The prover cannot pick the segments."""
+def issued_units(response: str | os.PathLike[str], issued: str | os.PathLike[str],
+                 reader: ProofReader) -> tuple[list[int], list[int], dict[int, State], dict[int, State]]:
+    """Verifier side: the segments and steps of the challenge it issued (file ``issued``), after
+    checking that ``response`` answers exactly that challenge; plus the response's states."""
     doc = read_challenge(issued)
     if {k: doc.get(k) for k in ("plan_digest", "chain_head")} != _binding(reader):
         raise InputError(f"the challenge {issued} was issued for a different proof")
-    if {k: _load_challenge(response).get(k) for k in CHALLENGE_FIELDS} != {k: doc.get(k) for k in CHALLENGE_FIELDS}:
+    answered, states, step_states = read_response(response, reader)
+    if {k: answered.get(k) for k in CHALLENGE_FIELDS} != {k: doc.get(k) for k in CHALLENGE_FIELDS}:
         raise InputError("the response answers a different challenge than the one you issued")
-    return _valid_segments(doc["segments"], reader)
+    return (_valid_units(doc["segments"], reader.num_checkpoints - 1, "segment"),
+            _valid_units(doc.get("steps", []), reader.plan.num_steps, "step"), states, step_states)
 
 
-def load_response_states(path: str | os.PathLike[str], reader: ProofReader) -> dict[int, State]:
-    import h5py
-
-    response_segments(path, reader)
-    with h5py.File(path, "r") as f:
-        return _read_states(f["states"]) if "states" in f else {}
-
-
-def embedded_segments(reader: ProofReader) -> list[int]:
+def embedded_units(reader: ProofReader) -> tuple[list[int], list[int]]:
+    node = reader.section("responses")
+    if node is None:
+        return [], []
     try:
-        text = str(reader.h5["responses"].attrs["segments"])
-        segments = [int(s) for s in text.split(",") if s]
-    except (KeyError, ValueError) as exc:
+        segments = [int(s) for s in node.attrs["segments"].split(",") if s]
+        steps = [int(s) for s in node.attrs["steps"].split(",") if s]
+    except ValueError as exc:
         raise ProofFormatError(f"malformed embedded response ({exc})") from None
     b = _binding(reader)
-    derived = fiat_shamir_segments(reader.plan_digest, bytes.fromhex(b["chain_head"]), reader.num_checkpoints - 1,
-                                   len(segments))
-    if segments != derived:
+    derived = fiat_shamir_choice(reader.plan_digest, bytes.fromhex(b["chain_head"]), reader.num_checkpoints - 1,
+                                 len(segments), reader.plan.num_steps, len(steps))
+    if (segments, steps) != derived:
         raise ProofFormatError("the embedded response does not answer the challenge derived from the chain head")
-    return segments
+    return segments, steps
 
 
-def load_embedded_response(reader: ProofReader) -> dict[int, State]:
-    g = reader.h5["responses"]
-    return _read_states(g["states"]) if "states" in g else {}
+def load_embedded_response(reader: ProofReader) -> tuple[dict[int, State], dict[int, State]]:
+    node = reader.section("responses")
+    if node is None:
+        return {}, {}
+    return _read_states(node.get("states")), _read_states(node.get("step_states"))
+
+
+def checked_state(state: State, committed: bytes, what: str) -> State:
+    if state_digest(state) != committed:
+        raise ProofFormatError(f"the response's {what} does not match its committed digest")
+    return state
 
 
 def save_challenge(challenge: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -226,10 +269,13 @@ def save_challenge(challenge: dict[str, Any], path: str | os.PathLike[str]) -> N
 
 
 def read_challenge(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
     try:
-        doc = json.loads(Path(path).read_text())
+        if p.stat().st_size > MAX_CHALLENGE_BYTES:
+            raise InputError(f"{path} is larger than a challenge can be ({MAX_CHALLENGE_BYTES} bytes)")
+        doc = json.loads(p.read_text("utf-8"))
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read challenge {path}: {exc}") from None
+        raise InputError(f"cannot read challenge {path}: {str(exc)[:160]}") from None
     if not isinstance(doc, dict) or doc.get("schema") != CHALLENGE_SCHEMA or not isinstance(doc.get("segments"), list):
         raise InputError(f"{path} is not a {CHALLENGE_SCHEMA} document")
     return doc

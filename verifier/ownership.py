@@ -13,7 +13,10 @@ the claimant's trusted key, plus ``W`` equal to its final checkpoint). Then:
   signed (self-reported) and ``created_at`` is asserted by its own signer; neither is anchored
   unless a transparency log or timestamp authority vouches for it, so timing is evidence
   reported beside the verdict, never the verdict itself;
-* **copies**: two claims with identical checkpoint digests are one training signed twice.
+* **copies**: a trajectory is bound to its trainer (the run seed, and so the initial weights and
+  the batch order, derive from the signer's key and the plan nonce), so states of one claim that
+  appear in another claim at the same step (checkpoint or per-step state digests; any ``k``) are
+  a copy: the claim whose proof verifies under its own key produced them, whatever the dates say.
 
 Outcome: ``owned`` (exactly one claim is valid for W) or ``lineage`` (several valid claims form
 one fine-tune chain) exit 0; ``no-valid-claim`` or ``conflict`` exit 1. A claim checked without a
@@ -49,6 +52,8 @@ __all__ = ["Claim", "ClaimResult", "Ownership", "resolve_ownership", "TIMING_CAV
 class Claim:
     proof: str
     key: str | None          # public key file or fingerprint; None: self-asserted
+    model: str | None = None  # this claim's model code (module:callable), when not built in
+    data: str | None = None   # this claim's data code
 
 
 @dataclass
@@ -62,7 +67,7 @@ class ClaimResult:
     finished_at: str
     final_weights_digest: str | None
     initial_weights_digest: str
-    state_digests: list[bytes]
+    states_by_step: dict[int, bytes]      # committed state digests by step (per step when recorded)
 
     @property
     def weights_match(self) -> bool:
@@ -172,9 +177,19 @@ def _time(text: str) -> _dt.datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
 
 
+def _states_by_step(reader: ProofReader) -> dict[int, bytes]:
+    if reader.step_state_digests is not None:
+        return dict(enumerate(reader.step_state_digests))
+    return {int(t): d for t, d in zip(reader.checkpoint_steps, reader.state_digests)}
+
+
 def _judge(index: int, wf: WeightsFile, claim: Claim, options: Any, cast: str | None) -> ClaimResult:
+    from dataclasses import replace
+
+    if options is not None and (claim.model or claim.data):
+        options = replace(options, model=claim.model or options.model, data=claim.data or options.data)
     try:
-        with ProofReader(claim.proof, model_spec=getattr(options, "model", None)) as reader:
+        with ProofReader(claim.proof, model_spec=claim.model or getattr(options, "model", None)) as reader:
             final = reader.final
             meta = dict(
                 signer_fingerprint=fingerprint(reader.signer_public_key),
@@ -184,7 +199,7 @@ def _judge(index: int, wf: WeightsFile, claim: Claim, options: Any, cast: str | 
                 final_weights_digest=final["final_weights_digest"].hex() if final else None,
                 initial_weights_digest=weights_digest(model_weights(reader.checkpoint_state(0))).hex()
                 if reader.has_checkpoint(0) else "",
-                state_digests=list(reader.state_digests),
+                states_by_step=_states_by_step(reader),
             )
         report = verify_loaded(wf, claim.proof, public_key=claim.key, options=options, allow_cast=cast)
     except InputError as exc:
@@ -224,7 +239,7 @@ def resolve_ownership(weights: str | os.PathLike[str], claims: list[Claim], *, o
                     edge["timing"] = "consistent: the child's plan was signed after the parent's self-reported finish"
                 own.lineage.append(edge)
 
-    claimants = [r for r in results if r.weights_match]
+    claimants = [r for r in results if r.weights_match and r.verdict == "valid"]
     for late in claimants:
         for early in claimants:
             if late is early:
@@ -238,14 +253,31 @@ def resolve_ownership(weights: str | os.PathLike[str], claims: list[Claim], *, o
                 })
     for i, a in enumerate(results):
         for b in results[i + 1:]:
-            if a.state_digests and a.state_digests == b.state_digests:
-                own.flags.append({"claim": b.index, "kind": "copy", "other": a.index,
-                                  "statement": f"{a.label()} and {b.label()} hold identical checkpoints: one "
-                                               "training signed under two keys (a copy); signed times cannot tell "
-                                               "which came first without a timestamp authority"})
+            shared = sorted(t for t, d in a.states_by_step.items() if t > 0 and b.states_by_step.get(t) == d)
+            if not shared:
+                continue
+            origin = _origin(a, b)
+            copier = b if origin is a else a if origin is b else None
+            statement = (f"{a.label()} and {b.label()} hold the same training state at {len(shared)} step(s) "
+                         f"(steps {shared[0]}..{shared[-1]}): one trajectory claimed twice")
+            if origin is not None and copier is not None:
+                statement += (f"; {origin.label()} produced it (its proof verifies, and its run seed, initial weights "
+                              f"and batch order are bound to its key), {copier.label()} copied it, whatever the dates say")
+            own.flags.append({"claim": copier.index if copier else b.index, "kind": "copy",
+                              "other": origin.index if origin else a.index, "shared_steps": len(shared),
+                              "first_shared_step": shared[0], "last_shared_step": shared[-1],
+                              "origin": origin.index if origin else None, "statement": statement})
 
     _decide(own)
     return own
+
+
+def _origin(a: ClaimResult, b: ClaimResult) -> ClaimResult | None:
+    """Of two claims sharing states, the one whose proof verifies (its key-bound seed explains them)."""
+    va, vb = a.proof_verdict == "verified", b.proof_verdict == "verified"
+    if va != vb:
+        return a if va else b
+    return None
 
 
 def _decide(own: Ownership) -> None:

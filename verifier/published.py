@@ -204,17 +204,17 @@ def verify_loaded(wf: WeightsFile, proof: str | os.PathLike[str], *, public_key:
                   options: Any = None, allow_cast: str | None = None,
                   progress: Callable[[str, int], Any] | None = None) -> Report:
     """Judge an already loaded weights file against ``proof``; see the module docstring."""
-    from verifier.api import verify
+    from verifier.api import verify_open
 
     cast = normalize_cast(allow_cast)
-    with ProofReader(proof) as reader:
+    with ProofReader(proof, model_spec=getattr(options, "model", None)) as reader:
         expected = final_weights(reader)
         signed = reader.final["final_weights_digest"].hex() if reader.final else None
-    match = match_weights(wf, expected, cast)
-    if signed is not None and wf.metadata.get("pol.final_weights_digest") not in (None, signed):
-        match.detail = "; ".join(filter(None, [match.detail, "the file's (unsigned) metadata names another proof's "
-                                               "final weights; the tensors decide"]))
-    proof_report = verify(proof, public_key=public_key, options=options, progress=progress)
+        match = match_weights(wf, expected, cast)
+        if signed is not None and wf.metadata.get("pol.final_weights_digest") not in (None, signed):
+            match.detail = "; ".join(filter(None, [match.detail, "the file's (unsigned) metadata names another "
+                                                   "proof's final weights; the tensors decide"]))
+        proof_report = verify_open(reader, public_key=public_key, options=options, progress=progress)
     report = Report(subject=str(wf.path))
     report.add("weights_match", match.passed, match.figure, match.detail)
     report.extend(proof_report.checks)

@@ -1,14 +1,18 @@
 """Comparing a replayed checkpoint with the recorded one: bitwise, or within calibrated tolerance.
 
-Tolerance mode compares model weights only (optimizer and RNG state may legitimately differ
-across stacks). With ``start`` the segment's first checkpoint, ``rec`` the recorded end and
-``rep`` the replayed end (all flattened floating-point model tensors):
+Tolerance mode compares the model weights and the optimizer state (RNG state may legitimately
+differ across stacks). With ``start`` the segment's first checkpoint, ``rec`` the recorded end and
+``rep`` the replayed end (flattened floating-point model tensors):
 
 * distance  = ||rep - rec|| / ||rep - start||   (error relative to the honest update)
 * progress  = ||rec - start|| / ||rep - start||  (minimum-progress rule: a recorded update much
   smaller than the replayed one is an infinitesimal-update forgery)
+* optimizer distance = ||rep_o - rec_o|| / ||rep_o|| over the optimizer state (momentum, Adam
+  moments): recorded optimizer state is evidence, not input. Momentum crafted to carry the next
+  segment somewhere training would not go differs from what this segment's replay produces.
 
-The segment passes when distance <= ``max_distance`` and progress >= ``min_progress``.
+The segment passes when both distances are at most ``max_distance`` and progress is at least
+``min_progress``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 
 from pol.hashing import state_digest
 from pol.state import State
-from verifier.scan import flat_weights
+from verifier.scan import flat_optimizer_state, flat_weights
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,16 @@ def update_norms(start: State, recorded: State, replayed: State) -> tuple[float,
     return float(np.linalg.norm(rep - rec)), float(np.linalg.norm(rep - s)), float(np.linalg.norm(rec - s))
 
 
+def optimizer_distance(recorded: State, replayed: State) -> float:
+    """||rep_o - rec_o|| / ||rep_o|| over the optimizer state (0 when there is none)."""
+    rec, rep = flat_optimizer_state(recorded), flat_optimizer_state(replayed)
+    if rec.shape != rep.shape:
+        return float("inf")
+    if not rep.size:
+        return 0.0
+    return float(np.linalg.norm(rep - rec)) / max(float(np.linalg.norm(rep)), 1e-30)
+
+
 def compare_states(mode: str, start: State, recorded: State, replayed: State, recorded_digest: bytes,
                    tol: Tolerance) -> Comparison:
     if mode == "exact" and state_digest(replayed) == recorded_digest:
@@ -56,6 +70,10 @@ def compare_states(mode: str, start: State, recorded: State, replayed: State, re
     problems = []
     if not distance <= tol.max_distance:
         problems.append(f"relative distance {distance:.3g} > {tol.max_distance}")
+    opt_distance = optimizer_distance(recorded, replayed)
+    if not opt_distance <= tol.max_distance:
+        problems.append(f"optimizer state differs from the replayed one by {opt_distance:.3g} > {tol.max_distance}")
+        distance = max(distance, opt_distance)
     if not progress >= tol.min_progress:
         problems.append(f"recorded update is {progress:.3g} of the replayed one (< {tol.min_progress})")
     return Comparison(not problems, distance, progress, "; ".join(problems))

@@ -44,3 +44,18 @@ class ProgressFactory:
 
 def emit_json(document: dict[str, Any]) -> None:
     click.echo(json.dumps(document, indent=2, default=str))
+
+
+def json_option(text: str | None, flag: str) -> dict[str, Any] | None:
+    """A JSON-object option (``--data-kwargs '{"root": "data/"}'``); bad JSON is an input error."""
+    if text is None:
+        return None
+    from pol.errors import InputError
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{flag} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{flag} must be a JSON object")
+    return value

@@ -16,7 +16,7 @@ def summarize(path: str) -> dict:
         return {
             "schema_version": 1,
             "proof": path,
-            "format_version": r.h5.attrs["format_version"].item(),
+            "format_version": r.tree.attrs["format_version"],
             "mode": r.mode,
             "codec": r.codec,
             "legacy": r.legacy,
@@ -24,12 +24,15 @@ def summarize(path: str) -> dict:
             "signer_fingerprint": fingerprint(r.signer_public_key),
             "created_at": plan.created_at,
             "seed": plan.seed,
+            "nonce": plan.nonce,
+            "run_seed": plan.run_seed,
             "model": plan.model,
             "data": {k: v for k, v in plan.data.items()},
             "optimizer": plan.optimizer,
             "lr_schedule": plan.lr_schedule,
-            "loss": plan.loss,
+            "step": plan.step,
             "batch_size": plan.batch_size,
+            "step_digests": plan.step_digests,
             "every": plan.every,
             "planned_steps": plan.num_steps,
             "recorded_steps": r.num_recorded_steps,
@@ -40,8 +43,7 @@ def summarize(path: str) -> dict:
             "final_weights_digest": r.final["final_weights_digest"].hex() if r.final else None,
             "environment": plan.environment,
             "file_bytes": r.stored_bytes(),
-            "extra_sections": sorted(k for k in r.h5.keys() if k not in
-                                     {"plan", "signer_public_key", "signatures", "indices", "chain", "checkpoints", "final"}),
+            "extra_sections": sorted(k for k in r.tree.members if k in ("zk", "responses")),
         }
 
 

@@ -74,13 +74,15 @@ def digest_cmd(weights: str, allow_pickle: bool, json_output: bool) -> None:
 @click.option("--seed", type=int, default=None, help="Verifier seed for segment choice (default: OS entropy).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--mode", type=click.Choice(["auto", "exact", "tolerance"]), default="auto", show_default=True)
-@click.option("--data", "data_spec", default=None, help="module:callable giving the data (custom tasks).")
-@click.option("--model", "model_spec", default=None, help="module:callable building the model (custom tasks).")
+@click.option("--data", "data_specs", multiple=True,
+              help="module:callable giving the data (custom tasks); 'N=module:callable' for claim N only (0-based).")
+@click.option("--model", "model_specs", multiple=True,
+              help="module:callable building the model (custom tasks); 'N=module:callable' for claim N only.")
 @click.option("--allow-cast", type=_CAST, default=None, help="Accept the proofs' float weights cast to this dtype.")
 @click.option("--allow-pickle", is_flag=True, help="Read .pt/.pth/.bin with torch.load(weights_only=True).")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
 def ownership_cmd(weights: str, claims: tuple[str, ...], keys: tuple[str, ...], segments: int | None,
-                  seed: int | None, device: str, mode: str, data_spec: str | None, model_spec: str | None,
+                  seed: int | None, device: str, mode: str, data_specs: tuple[str, ...], model_specs: tuple[str, ...],
                   allow_cast: str | None, allow_pickle: bool, json_output: bool) -> None:
     """Decide which claimed proofs explain WEIGHTS (exit 0 explained, 1 none or conflict, 2 bad input)."""
     import json
@@ -91,14 +93,34 @@ def ownership_cmd(weights: str, claims: tuple[str, ...], keys: tuple[str, ...], 
 
     if len(claims) != len(keys):
         raise InputError(f"{len(claims)} --claim but {len(keys)} --key: give one --key per --claim ('-' for none)")
-    pairs = [Claim(p, None if k == "-" else k) for p, k in zip(claims, keys)]
-    opts = VerifyOptions(segments=segments, seed=seed, device=device, mode=mode, data=data_spec, model=model_spec)
+    models, datas = _per_claim(model_specs, len(claims), "--model"), _per_claim(data_specs, len(claims), "--data")
+    pairs = [Claim(p, None if k == "-" else k, models[i], datas[i]) for i, (p, k) in enumerate(zip(claims, keys))]
+    opts = VerifyOptions(segments=segments, seed=seed, device=device, mode=mode)
     result = resolve_ownership(weights, pairs, options=opts, allow_cast=allow_cast, allow_pickle=allow_pickle)
     if json_output:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:
         result.render(sys.stderr)
     sys.exit(result.exit_code)
+
+
+def _per_claim(specs: tuple[str, ...], count: int, flag: str) -> list[str | None]:
+    """``spec`` for every claim, or ``N=spec`` for claim N; later values override earlier ones."""
+    import re
+
+    from pol.errors import InputError
+
+    out: list[str | None] = [None] * count
+    for spec in specs:
+        match = re.fullmatch(r"(\d+)=(.+)", spec)
+        if match is None:
+            out = [spec] * count
+            continue
+        i = int(match.group(1))
+        if i >= count:
+            raise InputError(f"{flag} {spec}: there are only {count} claims (numbered from 0)")
+        out[i] = match.group(2)
+    return out
 
 
 def card_text(proof: str, weights_name: str = "model.safetensors") -> str:
@@ -113,10 +135,11 @@ def card_text(proof: str, weights_name: str = "model.safetensors") -> str:
         fpr = meta["pol.signer_fingerprint"]
         assert fingerprint(reader.signer_public_key) == fpr
         command = ["pol", "verify", weights_name, "--proof", proof, "--key", fpr]
+        # Never a spec read from the proof: the reader names code it trusts (placeholders).
         if plan.model.get("spec") not in TASKS:
-            command += ["--model", str(plan.model.get("spec"))]
+            command += ["--model", "YOUR_MODULE:MODEL_BUILDER"]
         if plan.data.get("spec") not in TASKS:
-            command += ["--data", str(plan.data.get("spec"))]
+            command += ["--data", "YOUR_MODULE:DATA_BUILDER"]
         cmd = " ".join(shlex.quote(str(c)) for c in command)
         data = plan.data
         lines = [
@@ -134,7 +157,7 @@ def card_text(proof: str, weights_name: str = "model.safetensors") -> str:
             f"    num_samples: {int(data['num_samples'])}",
             f"    spec: \"{data.get('spec')}\"",
             f"  training: {{steps: {plan.num_steps}, checkpoint_every: {plan.every}, batch_size: {plan.batch_size}, "
-            f"seed: {plan.seed}}}",
+            f"seed: {plan.seed}, nonce: \"{plan.nonce}\"}}",
             f"  plan_signed_at: \"{plan.created_at}\"",
             f"  verify: \"{cmd.replace(chr(34), chr(39))}\"",
             "---",

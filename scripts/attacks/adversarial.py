@@ -81,7 +81,7 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, st
     model.train()
     params = [p for _, p in model.named_parameters()]
     names = [n_ for n_, _ in model.named_parameters()]
-    loss_fn = loss_function(plan.loss)
+    loss_fn = loss_function(plan.step["loss"]["name"])
     states = [make_state(plan, 0, w0, None)]
     fits: list[float] = []
     gen = torch.Generator().manual_seed(seed)

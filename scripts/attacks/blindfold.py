@@ -93,7 +93,7 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, q:
                 current = nxt
         trainer_steps += trainer.steps_run
     assert plan is not None
-    path = write(out, plan, states, indices, sk)  # type: ignore[arg-type]
+    path = write(out, plan, states, indices, sk, trainer.step_digests)  # type: ignore[arg-type]
     top_q = bool(norms_genuine and norms_interp and min(norms_genuine) > max(norms_interp))
     return Forgery("blindfold-top-q", Path(path), {"replay"}, w, trained_steps=trainer_steps,
                    info={"genuine_segments": sorted(genuine), "genuine_are_largest_updates": top_q,

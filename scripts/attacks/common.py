@@ -22,7 +22,7 @@ from nacl.signing import SigningKey
 
 from pol.assemble import assemble_proof, read_states
 from pol.envinfo import environment_fingerprint
-from pol.hashing import derive_seed
+from pol.hashing import derive_seed, tagged_hash
 from pol.keys import load_signing_key
 from pol.plan import Plan, utc_now
 from pol.proof_file import ProofReader
@@ -71,10 +71,12 @@ def as_key(key: SigningKey | str | os.PathLike[str]) -> SigningKey:
 
 
 def attacker_plan(victim_plan: Plan, key: SigningKey, *, seed: int | None = None, **changes: Any) -> Plan:
-    """The victim's plan re-issued by the attacker: its signer, a fresh date, this machine's env."""
+    """The victim's plan re-issued by the attacker: its signer, a fresh nonce and date, this machine's env."""
     fields = {
-        **victim_plan.__dict__,
+        **{f.name: getattr(victim_plan, f.name) for f in dataclasses.fields(victim_plan)},
         "signer": bytes(key.verify_key).hex(),
+        # a nonce of the attacker's choosing, the same for every plan it derives with this seed
+        "nonce": tagged_hash(b"attacker-nonce", bytes(key.verify_key), str(seed).encode())[:16].hex(),
         "created_at": utc_now(),
         "environment": environment_fingerprint("cpu", victim_plan.environment.get("dtype", "float32")),
     }
@@ -85,12 +87,12 @@ def attacker_plan(victim_plan: Plan, key: SigningKey, *, seed: int | None = None
 
 
 def seeded_weights(plan: Plan) -> Weights:
-    model = seeded_model(plan.model["spec"], plan.model.get("kwargs") or {}, plan.seed)
+    model = seeded_model(plan.model["spec"], plan.model.get("kwargs") or {}, plan.run_seed)
     return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
 
 
 def committed_indices(plan: Plan) -> np.ndarray:
-    return BatchSchedule(plan.seed, int(plan.data["num_samples"]), plan.batch_size).block(0, plan.num_steps)
+    return BatchSchedule(plan.run_seed, int(plan.data["num_samples"]), plan.samples_per_step).block(0, plan.num_steps)
 
 
 def step_rng(plan: Plan, step: int) -> np.ndarray:
@@ -98,7 +100,7 @@ def step_rng(plan: Plan, step: int) -> np.ndarray:
     import torch
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(plan.seed, "step", max(step - 1, 0)))
+        torch.manual_seed(derive_seed(plan.run_seed, "step", max(step - 1, 0), 0))
         return torch.get_rng_state().numpy().copy()
 
 
@@ -151,18 +153,28 @@ class Trainer:
         self.plan = plan
         self.replayer = Replayer(plan, dataset, "cpu", plan.model["spec"])
         self.steps_run = 0
+        self.step_digests: dict[int, bytes] = {}   # honest per-step state digests, by step
 
     def segment(self, start: State, start_step: int, indices: np.ndarray) -> State:
+        from verifier.replay import replay_digests
+
         self.steps_run += len(indices)
-        return {k: v.copy() for k, v in self.replayer.run(start, start_step, indices).items()}
+        end, digests = replay_digests(self.replayer, start, start_step, indices)
+        self.step_digests.update({start_step + 1 + i: d for i, d in enumerate(digests)})
+        return {k: v.copy() for k, v in end.items()}
 
 
 def write(path: str | os.PathLike[str], plan: Plan, states: list[State], indices: np.ndarray,
-          key: SigningKey) -> Path:
+          key: SigningKey, step_digests: dict[int, bytes] | None = None, **options: Any) -> Path:
+    """Write the forged proof. Per-step digests: the honest ones where the attacker trained
+    (``step_digests``), a fabricated commitment elsewhere (a forged step can commit anything)."""
     path = Path(path)
     if len(states) != plan.num_checkpoints:
         raise ValueError(f"{len(states)} states for a plan of {plan.num_checkpoints} checkpoints")
-    assemble_proof(path, plan, states, indices, key, codec="raw", overwrite=True)
+    known = step_digests or {}
+    rows = [known.get(t) or tagged_hash(b"forged-step", t.to_bytes(8, "little")) for t in range(plan.num_steps + 1)]
+    options.setdefault("codec", "raw")
+    assemble_proof(path, plan, states, indices, key, step_digests=rows, overwrite=True, **options)
     return path
 
 

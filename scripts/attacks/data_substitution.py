@@ -55,7 +55,7 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, fr
                   for j in range(plan.num_checkpoints - 1))
     if commit == "substituted":
         plan = with_data_root(plan, substituted)
-    path = write(out, plan, states, indices, sk)
+    path = write(out, plan, states, indices, sk, trainer.step_digests)
     expected = {"replay"} if commit == "real" else {"data_commitment"}
     final = {k[len("model/"):]: v for k, v in states[-1].items() if k.startswith("model/")}
     return Forgery(f"data-substitution-{commit}", Path(path), expected, final, trained_steps=trainer.steps_run,

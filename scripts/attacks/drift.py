@@ -51,7 +51,7 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, al
         for k in floats:
             end["model/" + k] = (end_w[k] + move / dist * gap[k]).astype(end_w[k].dtype)
         states.append(end)
-    path = write(out, plan, states, indices, sk)
+    path = write(out, plan, states, indices, sk, trainer.step_digests)
     final = model_weights(states[-1])
     # How far an honest run of the same plan ends from W, for comparison.
     h = seeded_weights(plan)

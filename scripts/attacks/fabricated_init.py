@@ -66,7 +66,7 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, mo
     for j in range(plan.num_checkpoints - 1):
         s0, s1 = plan.checkpoint_step(j), plan.checkpoint_step(j + 1)
         states.append(trainer.segment(states[j], s0, indices[s0:s1]))
-    path = write(out, plan, states, indices, sk)
+    path = write(out, plan, states, indices, sk, trainer.step_digests)
     final = {k[len("model/"):]: v for k, v in states[-1].items() if k.startswith("model/")}
     return Forgery(f"fabricated-init-{mode}", Path(path), {"initialization"}, final, trained_steps=trainer.steps_run,
                    info={"init": init, "reference_init": reference, "mode": mode})

@@ -46,7 +46,7 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, se
         else:
             states.append(trainer.segment(states[j], s0, indices[s0:s1]))
     norms = [update_norm(states[j], states[j + 1]) for j in range(n)]
-    path = write(out, plan, states, indices, sk)
+    path = write(out, plan, states, indices, sk, trainer.step_digests)
     return Forgery("single-jump", Path(path), {"replay"}, victim.weights, trained_steps=trainer.steps_run,
                    info={"jump_segment": jump, "jump_is_largest_update": norms[jump] == max(norms),
                          "jump_norm_over_median": norms[jump] / sorted(norms)[len(norms) // 2]})

@@ -2,9 +2,9 @@
 
 This attacks *published-weights* verification (``pol verify model.safetensors --proof``): the
 proof is genuine and verifies on its own; the weights file next to it is another model. The
-generator re-signs A's proof with the attacker's key (A's states and chain unchanged) and
-writes B's final weights as safetensors. What must catch it: the weights file's digest is not
-the final-weights digest signed into the proof.
+attacker trains its own honest run A (a trajectory is bound to the key that planned it, so it
+cannot re-sign the victim's) and publishes it next to the victim's weights B. What must catch it:
+the weights file's digest is not the final-weights digest signed into the proof.
 """
 
 from __future__ import annotations
@@ -26,23 +26,20 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, ot
     sk = as_key(key)
     if victim.states is None or victim.indices is None:
         raise ValueError("the stale-proof attack needs a full victim proof")
-    plan = attacker_plan(victim.plan, sk)
-    trained = 0
-    if other_weights is None:
-        from scripts.attacks.common import Trainer, task_data
+    from scripts.attacks.common import Trainer, task_data
 
-        other_plan = attacker_plan(victim.plan, sk, seed=victim.plan.seed + 1 + seed)
-        trainer = Trainer(other_plan, task_data(other_plan).train)
-        b_states, _ = honest_states(other_plan, trainer)
-        trained = trainer.steps_run
-        other_weights = {k[len("model/"):]: v for k, v in b_states[-1].items() if k.startswith("model/")}
-    path = write(out, plan, [dict(s) for s in victim.states], victim.indices, sk)
+    plan = attacker_plan(victim.plan, sk, seed=victim.plan.seed + 1 + seed)
+    trainer = Trainer(plan, task_data(plan).train)
+    states, indices = honest_states(plan, trainer)
+    other_weights = dict(victim.weights) if other_weights is None else other_weights
+    path = write(out, plan, states, indices, sk, trainer.step_digests)
     weights_path = Path(weights_out) if weights_out else Path(path).with_suffix("").with_suffix(".safetensors")
     save_file({k: np.ascontiguousarray(v) for k, v in other_weights.items()}, str(weights_path))
-    return Forgery("stale-proof", Path(path), {"weights_match"}, other_weights, trained_steps=trained,
+    own = {k[len("model/"):]: v for k, v in states[-1].items() if k.startswith("model/")}
+    return Forgery("stale-proof", Path(path), {"weights_match"}, other_weights, trained_steps=trainer.steps_run,
                    extra_files={"weights": weights_path},
                    info={"weights_digest": weights_digest(other_weights).hex(),
-                         "proof_final_digest": weights_digest(victim.weights).hex()})
+                         "proof_final_digest": weights_digest(own).hex()})
 
 
 def check_published(proof: str | os.PathLike[str], weights: str | os.PathLike[str], public_key,

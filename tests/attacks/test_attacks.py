@@ -84,8 +84,10 @@ def test_fabricated_init_is_caught_only_by_the_init_check(name, victim, attacker
     forgery = forge(name, victim, attacker, tmp_path)
     init, ref = forgery.info["init"], forgery.info["reference_init"]
     assert any(not np.array_equal(init[k], ref[k]) for k in ref)
-    for k in ref:  # statistically right: same per-layer spread as the seeded init
-        assert abs(float(np.std(init[k])) - float(np.std(ref[k]))) <= 0.15 * float(np.std(ref[k])) + 1e-6, k
+    for k in ref:  # statistically right: the per-layer spread of the seeded init (within sampling error:
+        # a sample standard deviation over n values varies by about 1/sqrt(2n) of itself)
+        slack = 0.15 + 4 / np.sqrt(2 * ref[k].size)
+        assert abs(float(np.std(init[k])) - float(np.std(ref[k]))) <= slack * float(np.std(ref[k])) + 1e-6, k
         if name == "fabricated-init":  # the disguise uses exactly the seeded values, rearranged
             assert np.array_equal(np.sort(init[k].ravel()), np.sort(ref[k].ravel()))
     # Everything else (replay of every segment, data, plan) passes: only the seed recomputation catches it.
@@ -122,11 +124,11 @@ def test_stale_proof_for_other_weights(victim, attacker, judge_forgery, tmp_path
     forgery = forge("stale-proof", victim, attacker, tmp_path)
     assert forgery.extra_files["weights"].exists()
     assert forgery.info["weights_digest"] != forgery.info["proof_final_digest"]
-    # The proof on its own is genuine (honest run A, re-signed): only the weights pairing is false.
+    # The proof on its own is genuine (the attacker's honest run A): only the weights pairing is false.
     assert verify(forgery.path, public_key=trusted(attacker.verify_key), seed=0).verdict == "verified"
     verdict, failed, _ = judge_forgery(forgery)
-    assert verdict == "rejected" and "weights_match" in failed
-    assert weights_digest(victim.weights).hex() == forgery.info["proof_final_digest"]
+    assert verdict == "rejected" and failed == {"weights_match"}
+    assert weights_digest(victim.weights).hex() == forgery.info["weights_digest"]
 
 
 def test_single_jump_is_caught_when_its_segment_is_replayed(victim, attacker, judge_forgery, tmp_path) -> None:

@@ -41,6 +41,7 @@ def forge_interpolation(stolen_proof: Path, out: Path, thief_key: Path, *, seed:
 
     from pol.assemble import assemble_proof
     from pol.keys import load_signing_key
+    from pol.optimizers import build
     from pol.publish import final_weights
     from pol.sampler import BatchSchedule
     from pol.state import capture, param_names
@@ -52,10 +53,11 @@ def forge_interpolation(stolen_proof: Path, out: Path, thief_key: Path, *, seed:
     key = load_signing_key(thief_key)
     # The thief signs its plan after the stolen weights existed (an hour later: not the same second).
     created = (published + datetime.timedelta(hours=1)).isoformat(timespec="seconds")
-    plan = dataclasses.replace(plan, seed=seed, signer=bytes(key.verify_key).hex(), created_at=created)
-    model = seeded_model(plan.model["spec"], plan.model.get("kwargs") or {}, seed)
+    plan = dataclasses.replace(plan, seed=seed, signer=bytes(key.verify_key).hex(), created_at=created,
+                               nonce=plan.nonce[::-1])
+    model = seeded_model(plan.model["spec"], plan.model.get("kwargs") or {}, plan.run_seed)
     init = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-    opt = torch.optim.SGD(model.parameters(), lr=plan.lr_schedule["lr"], **plan.optimizer["hparams"])
+    opt = build(plan.optimizer, model, plan.lr_schedule["lr"])
     names = param_names(model, opt)
     n = plan.num_checkpoints - 1
     states = []
@@ -65,11 +67,12 @@ def forge_interpolation(stolen_proof: Path, out: Path, thief_key: Path, *, seed:
             for k, v in model.state_dict().items():
                 w = stolen[k] if i == n else (init[k] + (stolen[k] - init[k]) * (i / n)).astype(init[k].dtype)
                 v.copy_(torch.from_numpy(np.asarray(w)))
-        state = capture(model, opt, step, names)
+        state = capture(model, opt, step, names, plan.lr_schedule["lr"])
         if i > 0:
             for name in names:
                 state[f"optim/state/{name}/momentum_buffer"] = np.zeros_like(state[f"model/{name}"])
         states.append(state)
-    indices = BatchSchedule(seed, int(plan.data["num_samples"]), plan.batch_size).block(0, plan.num_steps)
-    assemble_proof(out, plan, states, indices, key, codec="raw")
+    indices = BatchSchedule(plan.run_seed, int(plan.data["num_samples"]), plan.batch_size).block(0, plan.num_steps)
+    fabricated = [bytes([t % 256]) * 32 for t in range(plan.num_steps + 1)]  # per-step commitments of its choosing
+    assemble_proof(out, plan, states, indices, key, fabricated, codec="raw")
     return out

@@ -33,7 +33,8 @@ def test_recorded_proof_commits_plan_indices_and_chain(honest_proof: Path) -> No
         assert plan.num_steps == 40 and plan.every == 10 and r.num_checkpoints == 5
         assert plan.data["num_samples"] == 1500 and len(plan.data["merkle_root"]) == 64
         assert plan.environment["torch"] == torch.__version__
-        assert np.array_equal(r.indices(), BatchSchedule(plan.seed, 1500, 32).block(0, 40))
+        assert np.array_equal(r.indices(), BatchSchedule(plan.run_seed, 1500, 32).block(0, 40))
+        assert r.step_state_digests is not None and len(r.step_state_digests) == 41
         for i in r.stored_checkpoints:
             state = r.checkpoint_state(i)
             assert state_digest(state) == r.state_digests[i]
@@ -50,8 +51,8 @@ def test_model_not_from_seed_is_refused(tmp_path: Path, keys: dict) -> None:
 
 
 def test_model_built_from_the_seed_is_accepted(tmp_path: Path, keys: dict) -> None:
-    model = pol.seeded_model("digits-mlp", {}, seed=5)
     with pol.Recorder(tmp_path / "p.pol.h5", key=keys["key"], every=5, seed=5, task="digits-mlp", steps=5) as rec:
+        model = rec.initial_model()  # the run seed: the user's seed, the signer's key and the plan nonce
         m, opt, loader = rec.attach(model=model, optimizer=_sgd(model.parameters()), data_loader=_loader())
         for x, y in loader:
             opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()  # noqa: E702
@@ -71,8 +72,8 @@ def test_lr_scheduler_outside_the_plan_is_refused(tmp_path: Path, keys: dict) ->
                 sched.step()
 
 
-def test_gradient_accumulation_is_refused(tmp_path: Path, keys: dict) -> None:
-    with pytest.raises(PlanError, match="one optimizer step per batch"):
+def test_gradient_accumulation_not_in_the_plan_is_refused(tmp_path: Path, keys: dict) -> None:
+    with pytest.raises(PlanError, match="commits to 1 per step"):
         with pol.Recorder(tmp_path / "p.pol.h5", key=keys["key"], every=5, seed=0, task="digits-mlp", steps=20) as rec:
             m, opt, loader = rec.attach(optimizer=_sgd, data_loader=_loader())
             for i, (x, y) in enumerate(loader):
@@ -112,16 +113,16 @@ def test_process_killed_between_checkpoints_leaves_readable_file(tmp_path: Path,
 
 
 def test_checkpoints_decode_identically_in_any_order(honest_proof: Path, keys: dict, tmp_path: Path) -> None:
-    from pol.assemble import assemble_proof, read_states
+    from pol.assemble import assemble_proof, read_states, read_step_digests
     from pol.keys import load_signing_key
 
     with ProofReader(honest_proof) as r:
-        plan, states, indices = r.plan, read_states(r), r.indices()
+        plan, states, indices, steps = r.plan, read_states(r), r.indices(), read_step_digests(r)
     proof = tmp_path / "kf.pol.h5"
-    assemble_proof(proof, plan, states, indices, load_signing_key(keys["key"]), keyframe_every=2)
+    assemble_proof(proof, plan, states, indices, load_signing_key(keys["key"]), steps, keyframe_every=2)
     order = [4, 1, 3, 3, 0, 2, 4, 1]
     with ProofReader(proof) as r:
-        keyframes = [bool(r.h5["checkpoints"][f"{i:06d}"].attrs["keyframe"]) for i in range(5)]
+        keyframes = [bool(r.checkpoint_attrs(i)["keyframe"]) for i in range(5)]
         assert keyframes == [True, False, True, False, True]
         for i in order:
             assert state_digest(r.checkpoint_state(i)) == r.state_digests[i]
@@ -134,7 +135,8 @@ def test_device_option_moves_the_model_before_the_optimizer(tmp_path: Path, keys
         assert rec.plan is not None and rec.plan.environment["device_type"] == "cpu"
         for x, y in loader:
             opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()  # noqa: E702
-    model = pol.seeded_model("digits-mlp", {}, seed=0)
+    rec = pol.Recorder(tmp_path / "e.pol.h5", key=keys["key"], every=5, seed=0, task="digits-mlp", steps=5,
+                       device="cpu")
+    model = rec.initial_model()
     with pytest.raises(PlanError, match="callable"):
-        pol.Recorder(tmp_path / "e.pol.h5", key=keys["key"], every=5, seed=0, task="digits-mlp", steps=5,
-                     device="cpu").attach(model=model, optimizer=_sgd(model.parameters()), data_loader=_loader())
+        rec.attach(model=model, optimizer=_sgd(model.parameters()), data_loader=_loader())

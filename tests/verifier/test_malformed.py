@@ -82,10 +82,7 @@ MUTATIONS: dict[str, Callable[[h5py.File], None]] = {
     "plan model spec missing": _plan_edit(lambda p: p["model"].pop("spec")),
     "plan optimizer type missing": _plan_edit(lambda p: p["optimizer"].pop("type")),
     "plan optimizer hparams not an object": _plan_edit(lambda p: p["optimizer"].__setitem__("hparams", 3)),
-    "plan optimizer hparam unknown to torch": _plan_edit(lambda p: p["optimizer"]["hparams"].__setitem__("warp", 9)),
-    "plan optimizer hparam rejected by torch": _plan_edit(lambda p: p["optimizer"]["hparams"].__setitem__("momentum", -1)),
     "plan optimizer not allow-listed": _plan_edit(lambda p: p["optimizer"].__setitem__("type", "LBFGS")),
-    "plan model kwargs rejected by the builder": _plan_edit(lambda p: p["model"]["kwargs"].__setitem__("hidden", -1)),
     "plan data kwargs not an object": _plan_edit(lambda p: p["data"].__setitem__("kwargs", "x")),
     "plan num_samples is a bool": _plan_edit(lambda p: p["data"].__setitem__("num_samples", True)),
     "plan loss not a string": _plan_edit(lambda p: p.__setitem__("loss", 1)),
@@ -113,3 +110,31 @@ def test_malformed_proof_exits_2_with_one_line(name: str, honest_proof: Path, ke
     assert code == 2, f"{name}: exit {code}\n{out[:500]}"
     assert out == "" and err.startswith("pol: error:") and len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err and "internal error" not in err
+
+
+SIGNED_BAD_PLANS: dict[str, Callable[[dict], object]] = {
+    "optimizer hparam unknown to torch": lambda p: p["optimizer"]["hparams"].__setitem__("warp", 9),
+    "optimizer hparam rejected by torch": lambda p: p["optimizer"]["hparams"].__setitem__("momentum", -1),
+    "model kwargs rejected by the builder": lambda p: p["model"]["kwargs"].__setitem__("hidden", -1),
+    "group hparam unknown to torch": lambda p: p["optimizer"]["groups"][0]["hparams"].__setitem__("warp", 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNED_BAD_PLANS))
+def test_signed_plan_that_torch_refuses_exits_2(name: str, honest_proof: Path, keys: dict, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A prover can sign any plan: values torch or the builder refuse are input errors, never internal ones."""
+    from pol.assemble import assemble_proof, read_states, read_step_digests
+    from pol.keys import load_signing_key
+    from pol.plan import Plan
+    from pol.proof_file import ProofReader
+
+    with ProofReader(honest_proof) as r:
+        plan = json.loads(r.plan_bytes)
+        states, indices, steps = read_states(r), r.indices(), read_step_digests(r)
+    SIGNED_BAD_PLANS[name](plan)
+    bad = tmp_path / "signed-bad.pol.h5"
+    assemble_proof(bad, Plan(**plan), states, indices, load_signing_key(keys["key"]), steps)  # unchecked: a forger's
+    code, out, err = run_pol(["verify", bad, "--key", keys["pub"], "--segments", "1", "--seed", "0"], capsys)
+    assert code == 2, (name, code, err)
+    assert err.startswith("pol: error:") and len(err.strip().splitlines()) == 1 and "internal error" not in err, err

@@ -12,18 +12,36 @@ from verifier.drift import MAX_MEAN_TOWARD, drift_check, error_toward_final
 from verifier.progress import SegmentProgress, progress_check
 from verifier.sampling import (
     detection_probability,
-    largest_updates,
+    samples_for,
     smallest_detectable_fraction,
+    targeted_segments,
 )
-from verifier.scan import scan_checkpoints
+from verifier.scan import CheckpointScan, scan_checkpoints
 from verifier.segments import JudgeConfig, SegmentJudge
 from verifier.tolerance import Tolerance
 
 
-def test_largest_updates_and_detectable_fraction() -> None:
-    sizes = {0: 1.0, 1: 1.1, 2: 9.0, 3: 0.9, 4: 3.0}
-    assert largest_updates(sizes, 2) == [2, 4]
-    assert largest_updates(sizes, 0) == []
+def test_targeted_segments_by_each_figure_with_their_predecessors() -> None:
+    scan = CheckpointScan()
+    scan.update_size = {(j, j + 1): v for j, v in enumerate([1.0, 1.1, 9.0, 0.9, 3.0, 1.0])}
+    scan.raw_update = {(j, j + 1): v for j, v in enumerate([5.0, 1.0, 1.0, 1.0, 1.0, 1.0])}
+    scan.toward_final = {(j, j + 1): v for j, v in enumerate([0.0, 0.0, 0.1, 0.0, 0.0, 0.0])}
+    scan.optimizer_norm = {4: 50.0, 5: 1.0, 6: 1.0}
+    t = targeted_segments(scan, 6, top=1)
+    assert t.reasons["last segment"] == [5]
+    assert t.reasons["largest LR-normalised update"] == [1, 2]  # segment 2 and the one that produced its start
+    assert t.reasons["largest raw update"] == [0]
+    assert t.reasons["largest move toward the final weights"] == [1, 2]
+    assert t.reasons["largest optimizer state (replayed up to it)"] == [3]
+    assert t.segments == [0, 1, 2, 3, 5]
+    assert targeted_segments(scan, 6, top=0).segments == [5]
+    assert targeted_segments(scan, 6, top=0, last_stretch=3).segments == [3, 4, 5]  # compact: the whole last stretch
+
+
+def test_samples_for_a_confidence_and_detectable_fraction() -> None:
+    s = samples_for(2000, 0.99, 0.1)
+    assert detection_probability(2000, s, 0.1) >= 0.99 > detection_probability(2000, s - 1, 0.1)
+    assert s == 44  # ~ln(100)/0.1: the number of samples does not grow with the run
     f = smallest_detectable_fraction(100, 10, 0.99)
     assert f is not None and detection_probability(100, 10, f) >= 0.99
     assert detection_probability(100, 10, f - 0.01) < 0.99
@@ -35,9 +53,11 @@ def test_scan_update_sizes_are_normalised_by_the_committed_lr(honest_proof: Path
 
     with ProofReader(honest_proof) as r:
         scan = scan_checkpoints(r)
-    assert sorted(scan.update_size) == [0, 1, 2, 3]
+    assert sorted(scan.update_size) == [(0, 1), (1, 2), (2, 3), (3, 4)]
     assert all(np.isfinite(v) and v > 0 for v in scan.update_size.values())
-    assert scan.digest_mismatch == []
+    assert sorted(scan.toward_final) == sorted(scan.raw_update) == sorted(scan.update_size)
+    assert scan.toward_final[(3, 4)] > 0  # the last segment ends at the final weights
+    assert sorted(scan.optimizer_norm) == [1, 2, 3, 4] and scan.digest_mismatch == [] and scan.non_finite == []
 
 
 def _state(v: np.ndarray) -> dict:
@@ -109,16 +129,17 @@ def test_no_drift_figure_for_the_last_segment(proof_copy: Path) -> None:
     assert last.toward_final == 0.0  # ... which would give cos = 1 toward the final weights: not measured
 
 
-def test_init_check_reads_optimizer_state_from_the_scan(honest_proof: Path) -> None:
+def test_init_check_compares_with_a_fresh_optimizer(honest_proof: Path) -> None:
     from pol.proof_file import ProofReader
-    from verifier.checks import init_check
+    from verifier.checks import expected_initial_state, init_check
 
     with ProofReader(honest_proof) as reader:
         scan = scan_checkpoints(reader)
-        assert scan.has_optimizer_state[0] is False and init_check(reader, "digits-mlp", scan).passed is True
-        scan.has_optimizer_state[0] = True
-        check = init_check(reader, "digits-mlp", scan)
-    assert check.passed is False and check.figure == "optimizer state present"
+        expected = expected_initial_state(reader, "digits-mlp")
+        assert init_check(reader, expected, scan).passed is True
+        expected["optim/state/fc1.weight/momentum_buffer"] = np.zeros((64, 64), np.float32)
+        check = init_check(reader, expected, scan)
+    assert check.passed is False and check.figure == "optimizer state differs"
 
 
 def test_held_out_tensors_move_to_the_device_once() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,10 +11,9 @@ import numpy as np
 import pytest
 from cli_runner import failed_checks, run_json, run_pol
 
-from pol.assemble import assemble_proof, read_states
+from pol.assemble import assemble_proof, read_states, read_step_digests
 from pol.hashing import canonical_json
 from pol.keys import load_signing_key
-from pol.plan import Plan
 from pol.proof_file import ProofReader
 
 
@@ -36,7 +36,7 @@ def test_one_value_changed_in_middle_checkpoint(proof_copy: Path, keys: dict, ca
         ds[...] = w
     code, doc = verify_json(proof_copy, keys["pub"], capsys)
     assert code == 1
-    assert "chain" in failed_checks(doc)
+    assert "checkpoints" in failed_checks(doc)
 
 
 def test_two_checkpoints_swapped(proof_copy: Path, keys: dict, capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,7 +46,7 @@ def test_two_checkpoints_swapped(proof_copy: Path, keys: dict, capsys: pytest.Ca
         f.move("checkpoints/tmp", "checkpoints/000003")
     code, doc = verify_json(proof_copy, keys["pub"], capsys)
     assert code == 1
-    assert {"chain", "plan_consistency"} <= failed_checks(doc)
+    assert {"checkpoints", "plan_consistency"} <= failed_checks(doc)
 
 
 def test_last_checkpoint_removed(proof_copy: Path, keys: dict, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,9 +55,11 @@ def test_last_checkpoint_removed(proof_copy: Path, keys: dict, capsys: pytest.Ca
         del f[f"checkpoints/{last:06d}"]
         for name in ("digests", "state_digests", "steps"):
             f["chain"][name].resize(last, axis=0)
+        f["steps/state_digests"].resize(int(f["chain/steps"][-1]) + 1, axis=0)  # a careful tamperer
     code, doc = verify_json(proof_copy, keys["pub"], capsys)
     assert code == 1
-    assert {"chain", "plan_consistency", "final_weights"} <= failed_checks(doc)
+    assert failed_checks(doc) == {"chain"}  # the signed chain head is gone; nothing else is judged
+    assert {c["name"] for c in doc["checks"] if c["figure"] == "not run"} >= {"checkpoints", "replay"}
 
 
 def test_indices_of_one_step_changed(proof_copy: Path, keys: dict, capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,7 +70,7 @@ def test_indices_of_one_step_changed(proof_copy: Path, keys: dict, capsys: pytes
         f["indices"][...] = ind
     code, doc = verify_json(proof_copy, keys["pub"], capsys)
     assert code == 1
-    assert {"chain", "plan_consistency"} <= failed_checks(doc)
+    assert failed_checks(doc) == {"chain"} and doc["stopped_early"] is True
 
 
 def test_learning_rate_in_plan_changed(proof_copy: Path, keys: dict, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,12 +86,12 @@ def test_learning_rate_in_plan_changed(proof_copy: Path, keys: dict, capsys: pyt
 
 def _reassemble(src: Path, dst: Path, key_path: Path, edit=None) -> Path:
     with ProofReader(src) as r:
-        plan, states, indices = r.plan, read_states(r), r.indices()
+        plan, states, indices, steps = r.plan, read_states(r), r.indices(), read_step_digests(r)
     key = load_signing_key(key_path)
     if edit is not None:
         states = edit(states)
-    fields = {**plan.__dict__, "signer": bytes(key.verify_key).hex()}
-    assemble_proof(dst, Plan(**fields), states, indices, key, codec="raw")
+    assemble_proof(dst, dataclasses.replace(plan, signer=bytes(key.verify_key).hex()), states, indices, key, steps,
+                   codec="raw")
     return dst
 
 
@@ -98,10 +100,12 @@ def test_proof_resigned_with_another_key(honest_raw_proof: Path, tmp_path: Path,
     forged = _reassemble(honest_raw_proof, tmp_path / "resigned.pol.h5", keys["other_key"])
     code, doc = verify_json(forged, keys["pub"], capsys)
     assert code == 1
-    assert failed_checks(doc) == {"signer"}
-    # The same file is internally consistent under its own (attacker's) key:
+    assert failed_checks(doc) == {"signer"} and doc["stopped_early"] is True
+    # Under its own (thief's) key the signatures hold, but the trajectory is bound to the key that planned
+    # it: the run seed changes with the signer, so the initial weights and the batch order are not the thief's.
     code, doc = verify_json(forged, keys["other_pub"], capsys)
-    assert code == 0
+    assert code == 1
+    assert {"initialization", "plan_consistency"} <= failed_checks(doc)
 
 
 def test_one_label_of_the_data_set_changed(honest_raw_proof: Path, keys: dict, capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,7 +132,7 @@ def test_checkpoint_replaced_by_average_of_neighbours(proof_copy: Path, keys: di
             f[f"checkpoints/000002/model/{name}"][...] = (a[f"model/{name}"] + b[f"model/{name}"]) / 2
     code, doc = verify_json(proof_copy, keys["pub"], capsys)
     assert code == 1
-    assert "chain" in failed_checks(doc)
+    assert "checkpoints" in failed_checks(doc)
 
 
 def test_averaged_checkpoint_resigned_by_the_trainer_fails_replay(honest_raw_proof: Path, tmp_path: Path, keys: dict,
