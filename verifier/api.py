@@ -135,7 +135,7 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
                                 "environment_mismatches": mismatches})
             replay_segments(reader, report, data, opts, progress, issued, scan, pool)
         if "zk" in reader.h5:
-            report.extend(zk_checks(str(proof), trusted))
+            zk_checks(reader, trusted, report)
         return report
 
 
@@ -145,12 +145,17 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def zk_checks(proof: str, trusted: TrustedKey | None) -> list[Check]:
-    """Checks of the optional /zk section (commitments to checkpoints; docs/ZK.md)."""
-    from zk.link import verify_zk_section
+def zk_checks(reader: ProofReader, trusted: TrustedKey | None, report: Report) -> None:
+    """The optional /zk section (docs/ZK.md). Its results count as checks only when its
+    commitments were checked against the stored checkpoints (or one of its checks failed);
+    an unbound section is reported under ``info["zk"]``, never as passed checks."""
+    from zk.verify import verify_zk_section
 
-    return [Check(d["name"], d["passed"], d.get("figure", ""), d.get("detail", ""))
-            for d in verify_zk_section(proof, trusted)]
+    result = verify_zk_section(reader, trusted, chain=False)  # the chain is this report's own check
+    if result.bound or result.failed:
+        report.extend([Check(c["name"], c["passed"], c["figure"], c["detail"]) for c in result.checks])
+    else:
+        report.info["zk"] = {"bound": False, "verdict": result.verdict, "checks": result.checks}
 
 
 def not_applicable_for_legacy(check: Check) -> Check:
