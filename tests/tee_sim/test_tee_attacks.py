@@ -232,3 +232,30 @@ def test_policy_minimum_tcb_evaluation_number(world: World) -> None:
     assert world.attest(policy=policy, collateral=current)[0].accepted_simulated
     dated = dataclasses.replace(world.policy, min_collateral_issue_date=T0)
     assert world.attest(policy=dated, collateral=current)[0].reasons == (Reason.COLLATERAL_OUTDATED,)
+
+
+# --------------------------------------------------------------------------- the remaining reason codes
+
+
+def test_unlisted_quoting_enclave_version_is_unknown(world: World) -> None:
+    from tee_sim import QeIdentity, QeTcbLevel
+
+    only_new = QeIdentity(world.vendor.qe_mr_signer, 1, (QeTcbLevel(9, TcbStatus.UP_TO_DATE),))
+    collateral = issue_collateral(world.vendor, platforms=[world.platform], issue_date=T0 - 60,
+                                  next_update=T0 + 86_400, qe_identity=only_new)
+    result, _ = world.attest(collateral=collateral)
+    assert result.reasons == (Reason.QE_TCB_LEVEL_UNKNOWN,)
+
+
+def test_collateral_dated_in_the_future_and_expired_certificates(world: World) -> None:
+    future = issue_collateral(world.vendor, platforms=[world.platform], issue_date=T0 + 3600,
+                              next_update=T0 + 86_400)
+    assert world.attest(collateral=future)[0].reasons == (Reason.COLLATERAL_NOT_YET_VALID,)
+    short_lived = SimulatedPlatform.create(world.vendor, now=T0 - 7200, valid_for=3600)
+    collateral = issue_collateral(world.vendor, platforms=[world.platform, short_lived], issue_date=T0 - 60,
+                                  next_update=T0 + 86_400)
+    result, _ = world.attest(short_lived.launch(segment_v1, config={"key": 7}, isv_svn=2), collateral=collateral)
+    assert result.reasons == (Reason.PLATFORM_CERTIFICATE_EXPIRED,)
+    nonce, output, quote = world.run()
+    assert world.verifier().verify(quote, nonce=nonce[:15], input=b"data", output=output).reasons[0] is \
+        Reason.NONCE_TOO_SHORT

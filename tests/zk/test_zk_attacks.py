@@ -296,3 +296,22 @@ def test_chunk_opening_above_the_quantiser_maximum_is_refused(ref_committer: Com
     com, blindings = ref_committer.commit_values(values)
     op = open_chunk(ref_committer, com, values, blindings, 0)
     assert verify_chunk_opening(ref_committer, com.root, len(com.chunks), op)[3] == -32768
+
+
+def test_section_bound_to_edited_checkpoints_fails_the_chain(
+    proof_copy: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The trainer edits a stored checkpoint and commits to the edited weights: the commitments
+    # open to what is stored (zk.binding passes), but that is not what the signed chain hashes.
+    with h5py.File(proof_copy, "a") as f:  # the raw codec stores plain tensors
+        ds = f["checkpoints/000002/model/fc1.bias"]
+        data = ds[()]
+        data[0] += 0.5
+        ds[...] = data
+    code, _, err = run_pol(["zk", "commit", proof_copy, "--key", keys["key"], "--chunk-size", CHUNK,
+                            "--secrets-out", proof_copy.with_name("s.h5")], capsys)
+    assert code == 0, err
+    code, doc = _verify(proof_copy, keys, capsys)
+    assert code == 1 and failed_checks(doc) == {"zk.chain"}
+    (binding,) = [c for c in doc["checks"] if c["name"] == "zk.binding"]
+    assert binding["passed"] is True  # bound to the file's weights, and those are not the chain's
