@@ -112,6 +112,8 @@ def verify_zk_section(
     also check that the stored checkpoints are the ones the signed chain hashes (``pol
     verify`` does that itself and passes False). Malformed input raises ZkFormatError.
     """
+    if sample is not None and sample < 1:
+        raise ValueError("sample must be at least 1 (a binding check of no checkpoint proves nothing)")
     if hasattr(proof, "checkpoint_state"):
         return _judge(proof, verify_key, policy or ZkPolicy(), backend, ownership, openings, sample, seed, chain,
                       cache_dir)
@@ -305,7 +307,7 @@ def _binding_check(result: ZkResult, reader: Any, committer: Committer, section:
 def _sample(population: Sequence[int], k: int | None, rng: np.random.Generator) -> list[int]:
     if k is None or k >= len(population):
         return list(population)
-    return sorted(int(x) for x in rng.choice(np.asarray(population), size=max(k, 0), replace=False))
+    return sorted(int(x) for x in rng.choice(np.asarray(population), size=k, replace=False))
 
 
 def _quantisation_check(result: ZkResult, section: ZkSection, policy: ZkPolicy, clipped: dict[int, int]) -> None:
