@@ -1,14 +1,22 @@
 """``pol tee``: a simulated TEE on the command line.
 
-A state directory (``--state``, default ``$POL_TEE_STATE`` or ``./.pol-tee``) holds the
-simulated vendor and platform, the current collateral, the verifier's pinned ``root.pub``, a
-default ``policy.json``, and the verifier's nonce registry ``nonces.json`` (so a nonce is
-single-use across invocations). Typical flow::
+A state directory (``--state``, default ``$POL_TEE_STATE`` or ``./.pol-tee``) holds three
+parties' files, as a simulation does:
 
-    pol tee init                                   # vendor, platform, collateral, policy.json
+* the simulated hardware and vendor: ``vendor.json``, ``platform.json`` (secret keys; whoever
+  reads ``platform.json`` can sign any quote: it plays the CPU's fused keys), and
+  ``collateral.json``, the vendor's latest published collateral (its "PCS");
+* the verifier: ``root.pub`` (the pinned root), ``policy.json``, ``nonces.json`` (single-use
+  nonces across invocations) and ``collateral-store.json``, the collateral it trusts:
+  refreshed from the vendor's publication, never older than what it has seen, never read
+  from the evidence.
+
+Typical flow::
+
+    pol tee init                                   # vendor, platform, collateral, verifier files
     N=$(pol tee nonce)                             # verifier: a fresh 256-bit nonce
-    pol tee attest data.txt --nonce $N --out ev/   # enclave: output + quote + collateral
-    pol tee verify ev/quote.bin --policy .pol-tee/policy.json --nonce $N [--json]
+    pol tee attest data.txt --nonce $N --out ev/   # enclave: output.bin, quote.bin, evidence.json
+    pol tee verify ev/quote.bin --policy .pol-tee/policy.json --nonce $N --input data.txt [--json]
 
 Exit codes: 0 accepted, 1 rejected, 2 malformed input.
 """
@@ -23,6 +31,8 @@ from typing import Any
 import click
 
 _STATE_HELP = "State directory (default: $POL_TEE_STATE or ./.pol-tee)."
+#: The verifier's collateral store inside the state directory.
+STORE_FILE = "collateral-store.json"
 
 
 def _state_dir(state: str | None) -> Path:
@@ -42,6 +52,12 @@ def _read_state(path: Path, what: str) -> bytes:
         raise StateError(f"{what} not found at {path}; run `pol tee init --state {path.parent}` first") from None
     except OSError as exc:
         raise StateError(f"cannot read {what} at {path}: {exc.strerror or exc}") from None
+
+
+def _store(root: Path, root_public_key: bytes) -> Any:
+    from tee_sim.collateral_store import CollateralStore
+
+    return CollateralStore(root / STORE_FILE, root_public_key=root_public_key)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -104,9 +120,9 @@ def init_cmd(state: str | None, force: bool) -> None:
     _write_private(root / "platform.json", json.dumps(platform.to_json(), indent=1))
     (root / "collateral.json").write_bytes(collateral.to_bytes())
     (root / "root.pub").write_text(vendor.public_key.hex() + "\n")
-    nonce_store = root / "nonces.json"
-    if nonce_store.exists():
-        nonce_store.unlink()
+    for verifier_file in ("nonces.json", STORE_FILE):
+        (root / verifier_file).unlink(missing_ok=True)
+    _store(root, vendor.public_key).offer(collateral)
     policy = AttestationPolicy(allowed_mr_enclave=frozenset(measure(fn, cfg) for fn, cfg in DEMO_FUNCTIONS.values()))
     write_policy_file(root / "policy.json", root_public_key=vendor.public_key, policy=policy)
     click.echo(f"simulated TEE state in {root}/ (SIMULATION ONLY)", err=True)
@@ -132,6 +148,9 @@ def init_cmd(state: str | None, force: bool) -> None:
 @click.option("--allow-debug", is_flag=True, help="Accept DEBUG enclaves (unsafe outside development).")
 @click.option("--allow-any-measurement", is_flag=True,
               help="UNSAFE: accept any code; the quote then proves nothing about what ran.")
+@click.option("--require-hardware", is_flag=True, help="Reject simulated evidence (i.e. everything pol tee makes).")
+@click.option("--min-tcb-evaluation-number", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Refuse collateral whose TCB evaluation data number is lower.")
 def policy_cmd(
     state: str | None,
     out: str,
@@ -145,6 +164,8 @@ def policy_cmd(
     statuses: tuple[str, ...],
     allow_debug: bool,
     allow_any_measurement: bool,
+    require_hardware: bool,
+    min_tcb_evaluation_number: int,
 ) -> None:
     """Write a policy file pinning the vendor root and the code you accept."""
     import warnings
@@ -171,6 +192,8 @@ def policy_cmd(
             isv_prod_id=isv_prod_id,
             allow_debug=allow_debug,
             allow_any_measurement=allow_any_measurement,
+            require_hardware=require_hardware,
+            min_tcb_evaluation_data_number=min_tcb_evaluation_number,
         )
     if allow_any_measurement:
         click.echo("WARNING: this policy accepts ANY enclave code (--allow-any-measurement)", err=True)
@@ -208,10 +231,14 @@ def nonce_cmd(state: str | None, ttl: float) -> None:
 @click.option("--valid-for", type=int, default=30 * 24 * 3600, show_default=True,
               help="Seconds until next_update (negative: already expired).")
 def collateral_cmd(state: str | None, status: str, advisories: tuple[str, ...], revoke: bool, valid_for: int) -> None:
-    """Re-issue the simulated vendor's collateral (e.g. to simulate an OutOfDate TCB)."""
+    """Re-issue (publish) the simulated vendor's collateral, e.g. an OutOfDate TCB or a revocation.
+
+    Each issue raises the TCB evaluation data number. Verifiers pick it up on their next
+    `pol tee verify` (or `pol tee refresh`); their store never goes back to an older one.
+    """
     import time
 
-    from tee_sim.collateral import TcbStatus, issue_collateral
+    from tee_sim.collateral import Collateral, TcbStatus, issue_collateral
     from tee_sim.keys import SimulatedVendor
     from tee_sim.platform import SimulatedPlatform
 
@@ -222,6 +249,8 @@ def collateral_cmd(state: str | None, status: str, advisories: tuple[str, ...], 
         raise click.BadParameter(f"expected one of {[s.value for s in TcbStatus]}", param_hint="--status") from None
     vendor = SimulatedVendor.from_json(_read_state(root / "vendor.json", "simulated vendor"))
     platform = SimulatedPlatform.from_json(_read_state(root / "platform.json", "simulated platform"))
+    published = root / "collateral.json"
+    previous = Collateral.from_bytes(published.read_bytes()).tcb_evaluation_data_number if published.exists() else 0
     now = int(time.time())
     collateral = issue_collateral(
         vendor,
@@ -231,9 +260,58 @@ def collateral_cmd(state: str | None, status: str, advisories: tuple[str, ...], 
         revoked_platform_ids=[platform.platform_id] if revoke else [],
         issue_date=min(now, now + valid_for),
         next_update=now + valid_for,
+        tcb_evaluation_data_number=previous + 1,
     )
-    (root / "collateral.json").write_bytes(collateral.to_bytes())
-    click.echo(f"wrote {root / 'collateral.json'}: {tcb_status.value}{', REVOKED' if revoke else ''}", err=True)
+    published.write_bytes(collateral.to_bytes())
+    click.echo(f"published {published}: {tcb_status.value}{', REVOKED' if revoke else ''}, "
+               f"TCB evaluation {previous + 1}", err=True)
+
+
+@group.command("refresh")
+@_state_option
+@click.option("--collateral", "collateral_file", type=click.Path(dir_okay=False), default=None,
+              help="Collateral to offer (default: the vendor's published STATE/collateral.json).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
+              help="Policy file whose pinned root the collateral must chain to (default: STATE/root.pub).")
+def refresh_cmd(state: str | None, collateral_file: str | None, policy_file: str | None) -> None:
+    """Offer collateral to the verifier's store: adopted only if signed by the pinned root and newer.
+
+    Exit 0 adopted or unchanged, 1 stale or untrusted (not adopted), 2 malformed.
+    """
+    from tee_sim.collateral_store import StoreUpdate
+
+    root = _state_dir(state)
+    outcome = _refresh(root, _pinned_root(root, policy_file), Path(collateral_file) if collateral_file else None)
+    click.echo(f"collateral {outcome.value}", err=True)
+    if outcome in (StoreUpdate.STALE, StoreUpdate.UNTRUSTED):
+        raise click.exceptions.Exit(1)
+
+
+def _pinned_root(root: Path, policy_file: str | None) -> bytes:
+    from tee_sim._encoding import from_hex
+    from tee_sim.errors import PolicyError
+    from tee_sim.policy import read_policy_file
+
+    if policy_file is not None:
+        return read_policy_file(policy_file)[0]
+    text = _read_state(root / "root.pub", "vendor root public key").decode("ascii", "replace").strip()
+    return from_hex(text, 32, PolicyError, f"root public key in {root / 'root.pub'}")
+
+
+def _refresh(root: Path, root_public_key: bytes, offered: Path | None) -> Any:
+    """Offer ``offered`` (default: the vendor's publication, if any) to the verifier's store."""
+    from tee_sim.collateral import Collateral
+    from tee_sim.collateral_store import StoreUpdate
+    from tee_sim.errors import CollateralFormatError
+
+    path = offered or root / "collateral.json"
+    if offered is None and not path.exists():
+        return StoreUpdate.UNCHANGED
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CollateralFormatError(f"cannot read collateral {path}: {exc.strerror or exc}") from None
+    return _store(root, root_public_key).offer(Collateral.from_bytes(data))
 
 
 @group.command("attest")
@@ -257,22 +335,25 @@ def attest_cmd(
     debug: bool,
     state: str | None,
 ) -> None:
-    """Run a built-in demo function in a simulated enclave; write output, quote and collateral.
+    """Run a built-in demo function in a simulated enclave; write its output and quote.
 
-    Writes OUT/output.bin, OUT/quote.bin, OUT/collateral.json and OUT/evidence.json.
+    Writes OUT/output.bin, OUT/quote.bin and OUT/evidence.json (a description; a verifier reads
+    none of it but the quote and the output, and brings its own nonce, input and collateral).
     """
+    import hashlib
+
     from tee_sim.nonces import parse_nonce_hex
     from tee_sim.platform import SimulatedPlatform
 
     root = _state_dir(state)
     nonce = parse_nonce_hex(nonce_hex)
     platform = SimulatedPlatform.from_json(_read_state(root / "platform.json", "simulated platform"))
-    collateral = _read_state(root / "collateral.json", "collateral")
     fn, default = _demo(function)
     enclave = platform.launch(fn, config=_parse_config(config, default), isv_svn=isv_svn,
                               isv_prod_id=isv_prod_id, debug=debug)
+    data = Path(input_file).read_bytes()
     try:
-        output, quote = enclave.run(Path(input_file).read_bytes(), nonce=nonce)
+        output, quote = enclave.run(data, nonce=nonce)
     except (ValueError, UnicodeDecodeError) as exc:
         from tee_sim.errors import TeeInputError
 
@@ -281,34 +362,35 @@ def attest_cmd(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "output.bin").write_bytes(output)
     (out_dir / "quote.bin").write_bytes(quote.to_bytes())
-    (out_dir / "collateral.json").write_bytes(collateral)
     evidence = {
-        "schema_version": 1,
+        "schema_version": 2,
         "simulated": True,
         "function": function,
-        "nonce": nonce.hex(),
         "mr_enclave": enclave.mr_enclave.hex(),
+        "input_sha256": hashlib.sha256(data).hexdigest(),
         "quote": "quote.bin",
         "output": "output.bin",
-        "collateral": "collateral.json",
     }
     (out_dir / "evidence.json").write_text(json.dumps(evidence, indent=1, sort_keys=True) + "\n")
     click.echo(f"SIMULATED quote for {enclave.name}{' (DEBUG)' if debug else ''}", err=True)
     click.echo(f"  mr_enclave {enclave.mr_enclave.hex()}", err=True)
-    click.echo(f"  wrote {out_dir}/quote.bin, output.bin, collateral.json, evidence.json", err=True)
+    click.echo(f"  wrote {out_dir}/quote.bin, output.bin, evidence.json", err=True)
 
 
 @group.command("verify")
 @click.argument("quote_file", type=click.Path(dir_okay=False))
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), required=True,
               help="Policy file (pins the vendor root and the accepted code).")
-@click.option("--nonce", "nonce_hex", default=None,
-              help="The nonce you issued (hex). Default: the one in evidence.json beside the quote; "
-              "either way it must be fresh in this verifier's registry.")
-@click.option("--collateral", "collateral_file", type=click.Path(dir_okay=False), default=None,
-              help="Collateral (default: collateral.json beside the quote).")
+@click.option("--nonce", "nonce_hex", required=True,
+              help="The nonce you issued (hex); it must be fresh in this verifier's registry.")
+@click.option("--input", "input_file", type=click.Path(dir_okay=False), required=True,
+              help="The input you gave the enclave (its digest is bound in the quote).")
 @click.option("--output", "output_file", type=click.Path(dir_okay=False), default=None,
               help="The enclave output the quote must bind (default: output.bin beside the quote).")
+@click.option("--collateral", "collateral_file", type=click.Path(dir_okay=False), default=None,
+              help="Offer this collateral to your store first (adopted only if newer); never used directly.")
+@click.option("--no-refresh", is_flag=True, help="Do not refresh the store from the vendor's STATE/collateral.json.")
+@click.option("--require-hardware", is_flag=True, help="Reject simulated evidence whatever the policy file says.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 @_state_option
 @click.pass_context
@@ -316,17 +398,21 @@ def verify_cmd(
     ctx: click.Context,
     quote_file: str,
     policy_file: str,
-    nonce_hex: str | None,
-    collateral_file: str | None,
+    nonce_hex: str,
+    input_file: str,
     output_file: str | None,
+    collateral_file: str | None,
+    no_refresh: bool,
+    require_hardware: bool,
     as_json: bool,
     state: str | None,
 ) -> None:
-    """Verify a simulated quote. Exit 0 accepted, 1 rejected, 2 malformed input."""
+    """Verify a simulated quote. Exit 0 accepted (simulated), 1 rejected, 2 malformed input."""
     from tee_sim.errors import TeeInputError
 
     try:
-        result = _verify(quote_file, policy_file, nonce_hex, collateral_file, output_file, state)
+        result, refreshed = _verify(quote_file, policy_file, nonce_hex, input_file, output_file, collateral_file,
+                                    no_refresh, require_hardware, state)
     except TeeInputError as exc:
         if as_json:
             click.echo(json.dumps({"schema_version": 1, "verdict": "error", "simulated": True, "error": str(exc),
@@ -335,6 +421,7 @@ def verify_cmd(
     if as_json:
         doc = result.to_json()
         doc["quote"] = quote_file
+        doc["collateral_refresh"] = refreshed
         click.echo(json.dumps(doc, indent=1, sort_keys=True))
     else:
         click.echo(f"SIMULATED TEE attestation: {result.verdict.upper()}")
@@ -343,30 +430,28 @@ def verify_cmd(
             click.echo(f"  {mark} {check.name:<30} {check.figure:<24.64} {check.detail}")
         if result.reasons:
             click.echo("reasons: " + ", ".join(r.value for r in result.reasons))
-    ctx.exit(0 if result.accepted else 1)
+    ctx.exit(0 if result.verdict in ("accepted", "accepted (simulated)") else 1)
 
 
 def _verify(
     quote_file: str,
     policy_file: str,
-    nonce_hex: str | None,
-    collateral_file: str | None,
+    nonce_hex: str,
+    input_file: str,
     output_file: str | None,
+    collateral_file: str | None,
+    no_refresh: bool,
+    require_hardware: bool,
     state: str | None,
-) -> Any:
-    from tee_sim._encoding import strict_json_loads
-    from tee_sim.collateral import Collateral
-    from tee_sim.errors import (
-        CollateralFormatError,
-        NonceFormatError,
-        QuoteFormatError,
-        TeeInputError,
-    )
+) -> tuple[Any, dict[str, str]]:
+    import dataclasses
+
+    from tee_sim.errors import QuoteFormatError, TeeInputError
     from tee_sim.nonces import NonceRegistry, parse_nonce_hex
+    from tee_sim.policy import read_policy_file
     from tee_sim.verify import AttestationVerifier
 
     quote_path = Path(quote_file)
-    here = quote_path.parent
 
     def read(path: Path, what: str, error: type[TeeInputError]) -> bytes:
         try:
@@ -375,18 +460,19 @@ def _verify(
             raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
     quote_bytes = read(quote_path, "quote", QuoteFormatError)
-    collateral = Collateral.from_bytes(
-        read(Path(collateral_file) if collateral_file else here / "collateral.json", "collateral",
-             CollateralFormatError)
-    )
-    output = read(Path(output_file) if output_file else here / "output.bin", "enclave output", TeeInputError)
-    if nonce_hex is None:
-        evidence = strict_json_loads(read(here / "evidence.json", "evidence (or pass --nonce)", NonceFormatError),
-                                     NonceFormatError, "evidence.json")
-        if not isinstance(evidence, dict) or not isinstance(evidence.get("nonce"), str):
-            raise NonceFormatError("evidence.json has no nonce; pass --nonce")
-        nonce_hex = evidence["nonce"]
+    data = read(Path(input_file), "enclave input", TeeInputError)
+    output = read(Path(output_file) if output_file else quote_path.parent / "output.bin", "enclave output",
+                  TeeInputError)
     nonce = parse_nonce_hex(nonce_hex)
-    nonces = NonceRegistry(path=_state_dir(state) / "nonces.json")
-    verifier = AttestationVerifier.from_policy_file(policy_file, collateral=collateral, nonces=nonces)
-    return verifier.verify(quote_bytes, nonce=nonce, output=output)
+    root_key, policy = read_policy_file(policy_file)
+    if require_hardware:
+        policy = dataclasses.replace(policy, require_hardware=True)
+    root = _state_dir(state)
+    refreshed = {}
+    if not no_refresh:
+        refreshed["vendor"] = _refresh(root, root_key, None).value
+    if collateral_file is not None:
+        refreshed["offered"] = _refresh(root, root_key, Path(collateral_file)).value
+    verifier = AttestationVerifier(root_public_key=root_key, collateral=_store(root, root_key), policy=policy,
+                                   nonces=NonceRegistry(path=root / "nonces.json"))
+    return verifier.verify(quote_bytes, nonce=nonce, input=data, output=output), refreshed

@@ -1,4 +1,13 @@
-"""An enclave: measured code running on a simulated platform, producing quoted outputs."""
+"""An enclave: measured code running on a simulated platform, producing quoted outputs.
+
+``run(data, nonce=...)`` executes the measured entry function (from its measured bytes, see
+:mod:`tee_sim._loader`) and returns the output with a quote whose report data binds the
+SHA-256 of the input *and* of the output to the verifier's nonce. ``attest(fields, nonce=...)``
+quotes caller-chosen claims (e.g. a node's signing key, a plan digest, a stage index); the two
+kinds are hashed apart, so a claims quote never passes for a run. In this simulation whoever
+holds an :class:`Enclave` object plays the code inside it: a real enclave's report data is
+chosen by its own code, which the host cannot drive (docs/TEE.md, trust boundary).
+"""
 
 from __future__ import annotations
 
@@ -11,16 +20,11 @@ import nacl.exceptions
 import nacl.public
 import nacl.signing
 
+from tee_sim._loader import EnclaveLoader
 from tee_sim.errors import EnclaveError
-from tee_sim.measurement import (
-    config_bytes,
-    dev_signer,
-    function_identity,
-    measure,
-    mr_signer_of,
-)
+from tee_sim.measurement import CodeImage, config_bytes, dev_signer, mr_signer_of
 from tee_sim.nonces import MIN_NONCE_BYTES
-from tee_sim.quote import Quote, ReportBody, expected_report_data, output_digest
+from tee_sim.quote import KIND_CLAIMS, KIND_RUN, Quote, ReportBody, expected_report_data, run_fields, sha256
 from tee_sim.sealing import SealPolicy, seal, unseal
 
 if TYPE_CHECKING:
@@ -51,7 +55,7 @@ class Enclave:
     def __init__(
         self,
         platform: SimulatedPlatform,
-        fn: Callable[[bytes, Mapping[str, Any]], bytes],
+        code: Callable[[bytes, Mapping[str, Any]], bytes] | CodeImage,
         *,
         config: Mapping[str, Any] | None,
         signer: nacl.signing.SigningKey | None,
@@ -59,16 +63,18 @@ class Enclave:
         isv_svn: int,
         debug: bool,
     ) -> None:
-        if not callable(fn):
-            raise EnclaveError(f"enclave code must be a function, found {type(fn).__name__}")
+        if not isinstance(code, CodeImage) and not callable(code):
+            raise EnclaveError(f"enclave code must be a function or a CodeImage, found {type(code).__name__}")
         for name, value in (("isv_prod_id", isv_prod_id), ("isv_svn", isv_svn)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
                 raise EnclaveError(f"{name} must be an integer in 0..65535, found {value!r}")
         self._platform = platform
-        self._fn = fn
+        self.image = code if isinstance(code, CodeImage) else CodeImage.of_function(code)
         self._config_json = config_bytes(config)
-        self.name, _ = function_identity(fn)
-        self.mr_enclave: bytes = measure(fn, config)
+        self.name = self.image.entry or ", ".join(m.name for m in self.image.modules[:3])
+        self.mr_enclave: bytes = self.image.measurement(config)
+        # The function that runs comes from the measured bytes, not from the host's module.
+        self._fn = EnclaveLoader(self.image).entry() if self.image.entry else None
         signer = signer if signer is not None else dev_signer()
         self.mr_signer: bytes = mr_signer_of(bytes(signer.verify_key))
         self.isv_prod_id = isv_prod_id
@@ -111,21 +117,31 @@ class Enclave:
             report_data=bytes(report_data),
         )
 
-    def attest(self, output: bytes, *, nonce: bytes) -> Quote:
-        """A quote binding ``output`` to the verifier's ``nonce`` and this enclave's key."""
-        _check_nonce(nonce)
-        report_data = expected_report_data(self.public_key, bytes(nonce), output_digest(output))
-        return self._platform._quote(self.report(report_data), self.public_key)
+    def attest(self, report_fields: Mapping[str, str | int], *, nonce: bytes) -> Quote:
+        """A quote binding these claims (str -> str or int) to the verifier's ``nonce`` and this enclave's key.
+
+        For enclaves that vouch for values rather than compute an output: e.g. a split-learning
+        node's ``{"node_public_key": ..., "plan_digest": ..., "stage": 2}``. The verifier checks
+        them with ``verify(quote, nonce=..., report_fields=...)``.
+        """
+        return self._quote(KIND_CLAIMS, report_fields, nonce)
 
     def run(self, data: bytes, *, nonce: bytes) -> EnclaveRun:
-        """Run the enclave's function on ``data``; return ``(output, quote)``."""
-        _check_nonce(nonce)  # before running the function, not only in attest()
+        """Run the measured entry function on ``data``; the quote binds input and output digests."""
+        _check_nonce(nonce)  # before running the function
+        if self._fn is None:
+            raise EnclaveError("this enclave's image has no entry function (it can attest, not run)")
         output = self._fn(bytes(data), self.config)
         if isinstance(output, (bytearray, memoryview)):
             output = bytes(output)
         if not isinstance(output, bytes):
             raise EnclaveError(f"{self.name} returned {type(output).__name__}; enclave functions must return bytes")
-        return EnclaveRun(output, self.attest(output, nonce=nonce))
+        return EnclaveRun(output, self._quote(KIND_RUN, run_fields(sha256(data), sha256(output)), nonce))
+
+    def _quote(self, kind: str, fields: Mapping[str, str | int], nonce: bytes) -> Quote:
+        _check_nonce(nonce)
+        report_data = expected_report_data(self.public_key, bytes(nonce), kind, fields)
+        return self._platform._quote(self.report(report_data), self.public_key)
 
     # -- channel ----------------------------------------------------------------------------
     def decrypt(self, ciphertext: bytes) -> bytes:

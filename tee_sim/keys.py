@@ -17,6 +17,7 @@ and in docs/TEE.md. The signature covers every byte before it.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
 
@@ -30,7 +31,11 @@ ED25519_PUBLIC_KEY_BYTES = 32
 ED25519_SIGNATURE_BYTES = 64
 
 #: Domain-separation prefix for everything the vendor root signs besides platform certificates.
-COLLATERAL_SIGNING_CONTEXT = b"pol-tee-sim/collateral/v1\x00"
+COLLATERAL_SIGNING_CONTEXT = b"pol-tee-sim/collateral/v2\x00"
+#: Derives the vendor's quoting-enclave signer identity from its root key (a simulation choice).
+QE_SIGNER_CONTEXT = b"pol-tee-sim/quoting-enclave-signer/v1\x00"
+#: The quoting enclave's product id (Intel's QE has ISVPRODID 1).
+QE_ISV_PROD_ID = 1
 
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
@@ -60,6 +65,11 @@ class SimulatedVendor:
     def public_key(self) -> bytes:
         """The 32-byte Ed25519 root public key that verifiers pin."""
         return bytes(self._key.verify_key)
+
+    @property
+    def qe_mr_signer(self) -> bytes:
+        """The ``mr_signer`` of this vendor's quoting enclave (listed in its collateral's QE identity)."""
+        return hashlib.sha256(QE_SIGNER_CONTEXT + self.public_key).digest()
 
     def sign(self, message: bytes) -> bytes:
         """Sign raw bytes with the root key (used for certificates and collateral)."""
@@ -138,28 +148,33 @@ class PlatformCertificate:
 
 @dataclass(frozen=True)
 class AttestationKeyCertificate:
-    """The QE-report analogue: the platform (PCK) key certifies the quoting attestation key.
+    """The QE-report analogue: the platform (PCK) key certifies the quoting enclave and its key.
 
-    Layout (128 bytes): ``magic "SIMA" (4) | version u16 | platform_id (16) | qe_svn u16 |
-    attestation_public_key (32) | issued_at u64 | signature (64)``; the signature (platform
-    PCK key) covers the first 64 bytes.
+    It names the quoting enclave that holds the attestation key (its ``mr_signer``,
+    ``isv_prod_id`` and security version ``qe_svn``), which the verifier judges against the
+    vendor's QE identity in the collateral, as DCAP verifiers judge the QE report.
+
+    Layout (162 bytes): ``magic "SIMA" (4) | version u16 (=2) | platform_id (16) | qe_svn u16 |
+    qe_mr_signer (32) | qe_isv_prod_id u16 | attestation_public_key (32) | issued_at u64 |
+    signature (64)``; the signature (platform PCK key) covers the first 98 bytes.
     """
 
     platform_id: bytes
     qe_svn: int
     attestation_public_key: bytes
     issued_at: int
+    qe_mr_signer: bytes = b"\x00" * 32
+    qe_isv_prod_id: int = 0
     signature: bytes = b"\x00" * ED25519_SIGNATURE_BYTES
 
     MAGIC = b"SIMA"
-    VERSION = 1
-    _TBS = struct.Struct("<4sH16sH32sQ")
+    VERSION = 2
+    _TBS = struct.Struct("<4sH16sH32sH32sQ")
     SIZE = _TBS.size + ED25519_SIGNATURE_BYTES
 
     def tbs_bytes(self) -> bytes:
-        return self._TBS.pack(
-            self.MAGIC, self.VERSION, self.platform_id, self.qe_svn, self.attestation_public_key, self.issued_at
-        )
+        return self._TBS.pack(self.MAGIC, self.VERSION, self.platform_id, self.qe_svn, self.qe_mr_signer,
+                              self.qe_isv_prod_id, self.attestation_public_key, self.issued_at)
 
     def to_bytes(self) -> bytes:
         return self.tbs_bytes() + self.signature
@@ -168,14 +183,14 @@ class AttestationKeyCertificate:
     def from_bytes(cls, raw: bytes) -> AttestationKeyCertificate:
         if len(raw) != cls.SIZE:
             raise CertificateFormatError(f"attestation key certificate: expected {cls.SIZE} bytes, found {len(raw)}")
-        magic, version, pid, qe_svn, ak, issued = cls._TBS.unpack_from(raw)
+        magic, version, pid, qe_svn, qe_mr_signer, qe_prod, ak, issued = cls._TBS.unpack_from(raw)
         if magic != cls.MAGIC:
             raise CertificateFormatError(f"attestation key certificate: bad magic {magic!r}, expected {cls.MAGIC!r}")
         if version != cls.VERSION:
             raise CertificateFormatError(
                 f"attestation key certificate: unsupported version {version}, expected {cls.VERSION}"
             )
-        return cls(pid, qe_svn, ak, issued, raw[cls._TBS.size :])
+        return cls(pid, qe_svn, ak, issued, qe_mr_signer, qe_prod, raw[cls._TBS.size :])
 
     def verify(self, pck_public_key: bytes) -> bool:
         """True when the platform key ``pck_public_key`` signed this certificate."""
@@ -188,4 +203,5 @@ __all__ = [
     "AttestationKeyCertificate",
     "verify_signature",
     "COLLATERAL_SIGNING_CONTEXT",
+    "QE_ISV_PROD_ID",
 ]

@@ -2,9 +2,12 @@
 
 A :class:`NonceRegistry` issues nonces and later *consumes* them: the first consumption of a
 nonce it issued, within its TTL, is fresh; any later one is a replay; a nonce it never issued
-is unknown. Pass ``path`` to keep the registry in a JSON file so that a replay is caught
-across processes (the CLI does); writes are atomic (temp file + rename) under an advisory
-``fcntl`` lock where the platform has one. ``clock`` is injectable for tests.
+is unknown. The verifier consumes a nonce only for a quote it has authenticated (see
+:mod:`tee_sim.verify`); :meth:`NonceRegistry.peek` reads a nonce's status without using it,
+so a third party sending garbage with someone's nonce cannot burn it. Pass ``path`` to keep
+the registry in a JSON file so that a replay is caught across processes (the CLI does);
+writes are atomic (temp file + rename) under an advisory ``fcntl`` lock where the platform
+has one. ``clock`` is injectable for tests.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ import enum
 import json
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tee_sim._encoding import from_hex, strict_json_loads
+from tee_sim._statefile import atomic_write, locked
 from tee_sim.errors import NonceFormatError
 
 MIN_NONCE_BYTES = 16  # 128 bits
@@ -69,15 +72,7 @@ class NonceRegistry:
         if self._path is None:
             yield
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self._path.with_name(self._path.name + ".lock")
-        with open(lock_path, "a+b") as lock:
-            try:
-                import fcntl
-
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            except ImportError:  # pragma: no cover - non-POSIX
-                pass
+        with locked(self._path):
             self._load()
             yield
             self._save()
@@ -103,16 +98,7 @@ class NonceRegistry:
 
     def _save(self) -> None:
         assert self._path is not None
-        doc = json.dumps({"schema_version": 1, "nonces": self._entries}, sort_keys=True, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=self._path.name + ".")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(doc)
-            os.replace(tmp, self._path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(self._path, json.dumps({"schema_version": 1, "nonces": self._entries}, sort_keys=True, indent=1))
 
     def _prune(self, now: float) -> None:
         # Keep entries for one extra TTL after expiry so a late replay still reads as a replay.
@@ -135,6 +121,13 @@ class NonceRegistry:
 
     def consume(self, nonce: bytes) -> NonceStatus:
         """Mark ``nonce`` used and say whether it was fresh. Never raises on a bad nonce."""
+        return self._status(nonce, use=True)
+
+    def peek(self, nonce: bytes) -> NonceStatus:
+        """What :meth:`consume` would answer, without using the nonce."""
+        return self._status(nonce, use=False)
+
+    def _status(self, nonce: bytes, *, use: bool) -> NonceStatus:
         if not isinstance(nonce, (bytes, bytearray)) or len(nonce) < MIN_NONCE_BYTES:
             return NonceStatus.TOO_SHORT
         key = bytes(nonce).hex()
@@ -145,7 +138,8 @@ class NonceRegistry:
                 return NonceStatus.UNKNOWN
             if entry["used_at"] is not None:
                 return NonceStatus.REPLAYED
-            entry["used_at"] = now
+            if use:
+                entry["used_at"] = now
             if now > float(entry["expires_at"] or 0):
                 return NonceStatus.EXPIRED
             return NonceStatus.FRESH

@@ -16,7 +16,7 @@ import nacl.signing
 
 from tee_sim._encoding import from_hex, require, strict_json_loads
 from tee_sim.errors import CertificateFormatError, SealingError, StateError
-from tee_sim.keys import AttestationKeyCertificate, PlatformCertificate, SimulatedVendor
+from tee_sim.keys import QE_ISV_PROD_ID, AttestationKeyCertificate, PlatformCertificate, SimulatedVendor
 from tee_sim.quote import (
     FLAG_DEBUG,
     FLAG_INITTED,
@@ -29,6 +29,7 @@ from tee_sim.sealing import SealPolicy, derive_seal_key
 
 if TYPE_CHECKING:
     from tee_sim.enclave import Enclave
+    from tee_sim.measurement import CodeImage
 
 DEFAULT_FMSPC = bytes.fromhex("00906ed50000")
 DEFAULT_CPU_SVN = bytes([4, 4, 2, 4, 1, 128, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0])
@@ -64,10 +65,15 @@ class SimulatedPlatform:
         cpu_svn: bytes = DEFAULT_CPU_SVN,
         pce_svn: int = DEFAULT_PCE_SVN,
         qe_svn: int = DEFAULT_QE_SVN,
+        qe_mr_signer: bytes | None = None,
         now: int | None = None,
         valid_for: int = DEFAULT_CERT_VALIDITY_SECONDS,
     ) -> SimulatedPlatform:
-        """A new platform whose certificate the simulated ``vendor`` signs."""
+        """A new platform whose certificate the simulated ``vendor`` signs.
+
+        Its quoting enclave runs at ``qe_svn`` and is the vendor's own (``qe_mr_signer``
+        defaults to ``vendor.qe_mr_signer``; pass another to model a foreign quoting enclave).
+        """
         if len(fmspc) != 6 or len(cpu_svn) != 16:
             raise ValueError("fmspc must be 6 bytes and cpu_svn 16 bytes")
         issued = int(time.time()) if now is None else int(now)
@@ -77,14 +83,19 @@ class SimulatedPlatform:
             platform_id, bytes(fmspc), pce_svn, bytes(cpu_svn), bytes(pck_key.verify_key), issued, issued + valid_for
         )
         cert = dataclasses.replace(unsigned, signature=vendor.sign(unsigned.tbs_bytes()))
-        return cls._with_attestation_key(pck_key, cert, qe_svn, secrets.token_bytes(32), issued)
+        qe_signer = vendor.qe_mr_signer if qe_mr_signer is None else bytes(qe_mr_signer)
+        return cls._with_attestation_key(pck_key, cert, qe_svn, qe_signer, secrets.token_bytes(32), issued)
 
     @classmethod
     def _with_attestation_key(
-        cls, pck_key: nacl.signing.SigningKey, cert: PlatformCertificate, qe_svn: int, seal_secret: bytes, now: int
+        cls, pck_key: nacl.signing.SigningKey, cert: PlatformCertificate, qe_svn: int, qe_mr_signer: bytes,
+        seal_secret: bytes, now: int,
     ) -> SimulatedPlatform:
+        if len(qe_mr_signer) != 32:
+            raise ValueError("qe_mr_signer must be 32 bytes")
         ak = nacl.signing.SigningKey.generate()
-        unsigned = AttestationKeyCertificate(cert.platform_id, qe_svn, bytes(ak.verify_key), now)
+        unsigned = AttestationKeyCertificate(cert.platform_id, qe_svn, bytes(ak.verify_key), now, qe_mr_signer,
+                                             QE_ISV_PROD_ID)
         ak_cert = dataclasses.replace(unsigned, signature=pck_key.sign(unsigned.tbs_bytes()).signature)
         return cls(
             pck_key=pck_key,
@@ -122,7 +133,7 @@ class SimulatedPlatform:
     # -- enclaves -------------------------------------------------------------------------
     def launch(
         self,
-        fn: Callable[[bytes, Mapping[str, Any]], bytes],
+        code: Callable[[bytes, Mapping[str, Any]], bytes] | CodeImage,
         *,
         config: Mapping[str, Any] | None = None,
         signer: nacl.signing.SigningKey | None = None,
@@ -130,16 +141,18 @@ class SimulatedPlatform:
         isv_svn: int = 0,
         debug: bool = False,
     ) -> Enclave:
-        """Measure ``fn`` with ``config`` and start it as an enclave.
+        """Measure ``code`` with ``config`` and start it as an enclave.
 
-        ``fn(data: bytes, config: Mapping) -> bytes`` is the code the enclave runs.
-        ``signer`` is the enclave author's Ed25519 key (default: the public development key,
-        see :data:`tee_sim.measurement.DEV_SIGNER_MR_SIGNER`).
+        ``code`` is a module-level function ``fn(data: bytes, config: Mapping) -> bytes`` (the
+        enclave runs it from its measured module; see :mod:`tee_sim.measurement`), or a
+        :class:`~tee_sim.measurement.CodeImage` (``CodeImage.of_modules``) for an enclave that
+        only attests. ``signer`` is the enclave author's Ed25519 key (default: the public
+        development key, see :data:`tee_sim.measurement.DEV_SIGNER_MR_SIGNER`).
         """
         from tee_sim.enclave import Enclave
 
         return Enclave(
-            self, fn, config=config, signer=signer, isv_prod_id=isv_prod_id, isv_svn=isv_svn, debug=debug
+            self, code, config=config, signer=signer, isv_prod_id=isv_prod_id, isv_svn=isv_svn, debug=debug
         )
 
     def _quote(self, body: ReportBody, enclave_public_key: bytes) -> Quote:
@@ -215,4 +228,4 @@ class SimulatedPlatform:
         )
 
 
-__all__ = ["SimulatedPlatform", "DEFAULT_FMSPC", "DEFAULT_CPU_SVN"]
+__all__ = ["SimulatedPlatform", "DEFAULT_FMSPC", "DEFAULT_CPU_SVN", "DEFAULT_QE_SVN"]

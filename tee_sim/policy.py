@@ -12,7 +12,12 @@ Policy file (JSON)::
      "allowed_mr_enclave": [<hex 32B>, ...], "allowed_mr_signer": [<hex 32B>, ...],
      "isv_prod_id": <int or null>, "min_isv_svn": 0,
      "allow_debug": false, "allow_any_measurement": false,
-     "max_clock_skew_seconds": 60}
+     "max_clock_skew_seconds": 60, "require_hardware": false,
+     "min_tcb_evaluation_data_number": 0, "min_collateral_issue_date": 0}
+
+``require_hardware`` rejects every quote this package can parse (they are all simulated);
+``min_tcb_evaluation_data_number`` / ``min_collateral_issue_date`` refuse collateral older
+than the verifier's floor, as DCAP's TCB evaluation data number does.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ _FIELDS = {
     "allow_debug",
     "allow_any_measurement",
     "max_clock_skew_seconds",
+    "require_hardware",
+    "min_tcb_evaluation_data_number",
+    "min_collateral_issue_date",
 }
 
 
@@ -62,6 +70,9 @@ class AttestationPolicy:
     allow_debug: bool = False
     allow_any_measurement: bool = False
     max_clock_skew_seconds: int = 60
+    require_hardware: bool = False
+    min_tcb_evaluation_data_number: int = 0
+    min_collateral_issue_date: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_mr_enclave", frozenset(bytes(m) for m in self.allowed_mr_enclave))
@@ -86,6 +97,8 @@ class AttestationPolicy:
             raise PolicyError(f"policy: isv_prod_id {self.isv_prod_id} out of range 0..65535")
         if self.max_clock_skew_seconds < 0:
             raise PolicyError("policy: max_clock_skew_seconds must be >= 0")
+        if self.min_tcb_evaluation_data_number < 0 or self.min_collateral_issue_date < 0:
+            raise PolicyError("policy: min_tcb_evaluation_data_number and min_collateral_issue_date must be >= 0")
         if not self.allowed_mr_enclave and not self.allowed_mr_signer:
             if not self.allow_any_measurement:
                 raise PolicyError(
@@ -116,6 +129,9 @@ class AttestationPolicy:
             "allow_debug": self.allow_debug,
             "allow_any_measurement": self.allow_any_measurement,
             "max_clock_skew_seconds": self.max_clock_skew_seconds,
+            "require_hardware": self.require_hardware,
+            "min_tcb_evaluation_data_number": self.min_tcb_evaluation_data_number,
+            "min_collateral_issue_date": self.min_collateral_issue_date,
         }
 
     @classmethod
@@ -140,23 +156,22 @@ class AttestationPolicy:
         prod = obj.get("isv_prod_id")
         if prod is not None:
             prod = require(obj, "isv_prod_id", int, PolicyError, what)
+
+        def optional(key: str, kind: type, default: Any) -> Any:
+            return require(obj, key, kind, PolicyError, what) if key in obj else default
+
         return cls(
             allowed_mr_enclave=frozenset(hex_list("allowed_mr_enclave")),
             allowed_mr_signer=frozenset(hex_list("allowed_mr_signer")),
             allowed_tcb_statuses=frozenset(statuses),  # type: ignore[arg-type]  # validated in __post_init__
-            min_isv_svn=require(obj, "min_isv_svn", int, PolicyError, what) if "min_isv_svn" in obj else 0,
+            min_isv_svn=optional("min_isv_svn", int, 0),
             isv_prod_id=prod,
-            allow_debug=require(obj, "allow_debug", bool, PolicyError, what) if "allow_debug" in obj else False,
-            allow_any_measurement=(
-                require(obj, "allow_any_measurement", bool, PolicyError, what)
-                if "allow_any_measurement" in obj
-                else False
-            ),
-            max_clock_skew_seconds=(
-                require(obj, "max_clock_skew_seconds", int, PolicyError, what)
-                if "max_clock_skew_seconds" in obj
-                else 60
-            ),
+            allow_debug=optional("allow_debug", bool, False),
+            allow_any_measurement=optional("allow_any_measurement", bool, False),
+            max_clock_skew_seconds=optional("max_clock_skew_seconds", int, 60),
+            require_hardware=optional("require_hardware", bool, False),
+            min_tcb_evaluation_data_number=optional("min_tcb_evaluation_data_number", int, 0),
+            min_collateral_issue_date=optional("min_collateral_issue_date", int, 0),
         )
 
 

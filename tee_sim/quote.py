@@ -4,7 +4,7 @@
 ``Quote.from_bytes()`` parses untrusted bytes, raising :class:`QuoteFormatError` on anything
 malformed. Parsing checks *form* only; signatures and policy are the verifier's job.
 
-Layout (850 bytes)::
+Layout (884 bytes)::
 
     offset  size  field
     0       48    header        version u16 (=3) | att_key_type u16 (=0xED01, "Ed25519,
@@ -12,12 +12,12 @@ Layout (850 bytes)::
                                 SGX) | qe_svn u16 | pce_svn u16 | qe_vendor_id (16) =
                                 b"POL-TEE-SIM-ONLY" | user_data (20) = platform_id (16) + 4 zero
     48      384   report body   the SGX REPORT body, byte for byte (see :class:`ReportBody`)
-    432     4     sig_data_len  u32 (=414)
+    432     4     sig_data_len  u32 (=448)
     436     64    signature     Ed25519 by the attestation key over bytes [0, 432)
     500     32    attestation_public_key
     532     32    enclave_public_key  (X25519; bound by report_data, not signed directly)
-    564     128   attestation key certificate  (see keys.AttestationKeyCertificate)
-    692     158   platform certificate         (see keys.PlatformCertificate)
+    564     162   attestation key certificate  (see keys.AttestationKeyCertificate)
+    726     158   platform certificate         (see keys.PlatformCertificate)
 
 The ``att_key_type`` and ``qe_vendor_id`` values mark the evidence as SIMULATED: a real DCAP
 verifier rejects the unknown key type, and this package accepts nothing else.
@@ -25,7 +25,9 @@ verifier rejects the unknown key type, and this package accepts nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tee_sim.errors import CertificateFormatError, QuoteFormatError
@@ -202,9 +204,9 @@ class Quote:
     attestation_key_certificate: AttestationKeyCertificate
     platform_certificate: PlatformCertificate
 
-    SIGNATURE_DATA_SIZE = 64 + 32 + 32 + AttestationKeyCertificate.SIZE + PlatformCertificate.SIZE  # 414
+    SIGNATURE_DATA_SIZE = 64 + 32 + 32 + AttestationKeyCertificate.SIZE + PlatformCertificate.SIZE  # 448
     SIGNED_SIZE = QuoteHeader.SIZE + ReportBody.SIZE  # 432
-    SIZE = SIGNED_SIZE + 4 + SIGNATURE_DATA_SIZE  # 850
+    SIZE = SIGNED_SIZE + 4 + SIGNATURE_DATA_SIZE  # 884
 
     @property
     def simulated(self) -> bool:
@@ -266,22 +268,55 @@ __all__ = [
 ]
 
 
-def output_digest(output: bytes) -> bytes:
-    """SHA-256 of an enclave's output: what report_data binds."""
-    import hashlib
-
-    return hashlib.sha256(bytes(output)).digest()
-
-
-def expected_report_data(enclave_public_key: bytes, nonce: bytes, digest: bytes) -> bytes:
-    """``report_data = SHA-512(enclave_public_key (32) || nonce || SHA-256(output) (32))``.
-
-    64 bytes, filling the field exactly. The nonce is the only variable-length part and sits
-    between two fixed-length ones, so the concatenation is unambiguous.
-    """
-    import hashlib
-
-    return hashlib.sha512(bytes(enclave_public_key) + bytes(nonce) + bytes(digest)).digest()
+#: Report data kinds: a quote from ``Enclave.run`` binds input and output digests; one from
+#: ``Enclave.attest`` binds caller-chosen claims. The kind is hashed in, so neither passes as the other.
+KIND_RUN = "run"
+KIND_CLAIMS = "claims"
+REPORT_DATA_CONTEXT = b"pol-tee-sim/report-data/v2"
+MAX_REPORT_FIELDS = 64
+_MAX_FIELD_TEXT = 4096
 
 
-__all__ += ["output_digest", "expected_report_data"]
+def sha256(data: bytes) -> bytes:
+    """SHA-256 of bytes (what report data binds of an enclave's input and output)."""
+    return hashlib.sha256(bytes(data)).digest()
+
+
+def run_fields(input_digest: bytes, output_digest: bytes) -> dict[str, str]:
+    """The report fields of an ``Enclave.run`` quote: SHA-256 of the input and of the output."""
+    for what, digest in (("input", input_digest), ("output", output_digest)):
+        if len(digest) != 32:
+            raise QuoteFormatError(f"{what} digest must be 32 bytes (SHA-256), found {len(digest)}")
+    return {"input_sha256": bytes(input_digest).hex(), "output_sha256": bytes(output_digest).hex()}
+
+
+def check_fields(fields: Mapping[str, object]) -> dict[str, str | int]:
+    """Validate report fields: at most 64, str keys, values str (<= 4096 chars) or int (not bool)."""
+    if not isinstance(fields, Mapping) or len(fields) > MAX_REPORT_FIELDS:
+        raise QuoteFormatError(f"report fields must be a mapping of at most {MAX_REPORT_FIELDS} entries")
+    out: dict[str, str | int] = {}
+    for key, value in fields.items():
+        if not isinstance(key, str) or not 0 < len(key) <= 64:
+            raise QuoteFormatError(f"report field names must be strings of 1..64 characters, found {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise QuoteFormatError(f"report field {key!r} must be a string or an integer")
+        if isinstance(value, str) and len(value) > _MAX_FIELD_TEXT:
+            raise QuoteFormatError(f"report field {key!r} is longer than {_MAX_FIELD_TEXT} characters")
+        out[key] = value
+    return out
+
+
+def expected_report_data(enclave_public_key: bytes, nonce: bytes, kind: str, fields: Mapping[str, object]) -> bytes:
+    """``report_data = SHA-512(lp(context) || enclave key (32) || lp(nonce) || lp(kind) ||
+    SHA-256(canonical_json(fields)))``: 64 bytes, filling the field; ``lp`` is a u64 length prefix."""
+    from tee_sim._encoding import canonical_json
+
+    def lp(part: bytes) -> bytes:
+        return struct.pack("<Q", len(part)) + part
+
+    body = (lp(REPORT_DATA_CONTEXT) + bytes(enclave_public_key) + lp(bytes(nonce)) + lp(kind.encode())
+            + sha256(canonical_json(check_fields(fields))))
+    return hashlib.sha512(body).digest()
+
+
+__all__ += ["KIND_RUN", "KIND_CLAIMS", "sha256", "run_fields", "check_fields", "expected_report_data"]

@@ -170,7 +170,7 @@ def verify_open(reader: ProofReader, *, public_key: str | TrustedKey | None = No
                             "environment_mismatches": rep.blockers if mode == "tolerance" else []})
         replay_segments(reader, report, data, opts, progress, issued, scan, pool)
     if reader.section("zk") is not None:
-        zk_checks(reader, report, trusted)
+        zk_checks(reader, trusted, report)
     return report
 
 
@@ -180,16 +180,17 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def zk_checks(reader: ProofReader, report: Report, trusted: TrustedKey | None) -> None:
-    """The optional /zk section (commitments to checkpoints; docs/ZK.md): informational unless
-    its checks bind the commitments to the checkpoints this proof's chain hashes."""
-    from zk.link import verify_zk_section
+def zk_checks(reader: ProofReader, trusted: TrustedKey | None, report: Report) -> None:
+    """The optional /zk section (docs/ZK.md). Its results count as checks only when its
+    commitments were checked against the stored checkpoints (or one of its checks failed);
+    an unbound section is reported under ``info["zk"]``, never as passed checks."""
+    from zk.verify import verify_zk_section
 
-    results = verify_zk_section(str(reader.path), trusted)
-    report.info["zk"] = [{"name": d["name"], "passed": d["passed"], "figure": d.get("figure", ""),
-                          "detail": d.get("detail", "")} for d in results]
-    report.info["zk_note"] = ("informational: these zk figures are not bound to the checkpoints the chain hashes, "
-                              "so they are not counted as checks of this proof (docs/ZK.md)")
+    result = verify_zk_section(reader, trusted, chain=False)  # the chain is this report's own check
+    if result.bound or result.failed:
+        report.extend([Check(c["name"], c["passed"], c["figure"], c["detail"]) for c in result.checks])
+    else:
+        report.info["zk"] = {"bound": False, "verdict": result.verdict, "checks": result.checks}
 
 
 def not_applicable_for_legacy(check: Check) -> Check:

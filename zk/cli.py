@@ -62,12 +62,11 @@ def group() -> None:
 @click.option("--chunk-size", default=4096, show_default=True, help="Values per chunk (= generators).")
 @click.option("--scale-bits", default=12, show_default=True, help="Fixed-point scale 2^-N.")
 @click.option("--bits", default=16, show_default=True, help="Signed bit width of a committed value.")
-@click.option("--no-deltas", is_flag=True, help="Skip the delta commitments and linear-relation proofs.")
 @click.option("--backend", type=_BACKENDS, default=None, help="Curve backend (default: $POL_ZK_BACKEND or auto).")
 @click.option("--force", is_flag=True, help="Replace an existing /zk section and secrets file.")
 @click.option("--json", "json_output", is_flag=True, help="Print a JSON summary on stdout.")
 def commit(proof: str, key: str, secrets_out: str | None, chunk_size: int, scale_bits: int, bits: int,
-           no_deltas: bool, backend: str | None, force: bool, json_output: bool) -> None:
+           backend: str | None, force: bool, json_output: bool) -> None:
     """Commit to every stored checkpoint's model weights and sign the /zk section."""
     import json
     import time
@@ -88,12 +87,12 @@ def commit(proof: str, key: str, secrets_out: str | None, chunk_size: int, scale
         raise ZkFormatError(f"{out} exists; refusing to overwrite secrets (use --force)")
     be = _backend(backend)
     started = time.perf_counter()
-    from zk.link import _open_reader
+    from zk.link import open_reader
 
     if not force and _has_zk(proof):  # refuse before any work or any secrets are written
         raise ZkFormatError(f"{proof} already has a /zk section (use --force to replace it)")
-    with _open_reader(proof) as reader:
-        section, secrets_ = build_section(reader, sk, params=params, backend=be, deltas=not no_deltas)
+    with open_reader(proof) as reader:
+        section, secrets_ = build_section(reader, sk, params=params, backend=be)
     write_secrets(out, secrets_, overwrite=force)
     write_section(proof, section, overwrite=force)
     elapsed = time.perf_counter() - started
@@ -105,7 +104,6 @@ def commit(proof: str, key: str, secrets_out: str | None, chunk_size: int, scale
         "values_per_checkpoint": section.length,
         "chunks_per_checkpoint": len(section.commitments[0].chunks),
         "clipped": section.clipped,
-        "linear_proofs": len(section.linear_proofs),
         "backend": be.name,
         "seconds": round(elapsed, 3),
     }
@@ -153,51 +151,82 @@ def open_cmd(proof: str, secrets_path: str, checkpoint: int, chunks: tuple[int, 
     click.echo(f"wrote {out}: {len(chunks)} chunk(s) of checkpoint {checkpoint}")
 
 
+def _read_capped(path: str, what: str) -> bytes:
+    from zk.errors import ZkFormatError
+    from zk.link import MAX_EVIDENCE_BYTES
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_EVIDENCE_BYTES + 1)
+    except OSError as exc:
+        raise ZkFormatError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_EVIDENCE_BYTES:
+        raise ZkFormatError(f"{what} {path} is larger than {MAX_EVIDENCE_BYTES} bytes")
+    return data
+
+
 @group.command("verify")
 @click.argument("proof", type=click.Path(dir_okay=False))
 @click.option("--ownership", type=click.Path(dir_okay=False), default=None, help="Ownership proof (.zkp).")
 @click.option("--challenge", default=None, help="The hex challenge you gave the prover (with --ownership).")
 @click.option("--opening", type=click.Path(dir_okay=False), default=None, help="Chunk openings (pol zk open).")
-@click.option("--key", default=None, help="Trusted public key file or fingerprint.")
+@click.option("--key", default=None, help="Trusted public key file or fingerprint (without it: self-asserted, exit 1).")
+@click.option("--scale-bits", default=None, type=int, help="Pinned fixed-point scale (default 12).")
+@click.option("--bits", default=None, type=int, help="Pinned signed bit width (default 16).")
+@click.option("--max-chunk-size", default=None, type=int, help="Largest accepted chunk size (default 4096).")
+@click.option("--max-clipped", default=None, type=int, help="Values a checkpoint may clip (default 0).")
+@click.option("--sample", default=None, type=click.IntRange(min=1),
+              help="Check the binding of this many stored checkpoints, chosen at random (default: all).")
+@click.option("--seed", default=None, type=int, help="Seed of that choice (default: OS entropy).")
 @click.option("--backend", type=_BACKENDS, default=None)
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
 def verify_cmd(proof: str, ownership: str | None, challenge: str | None, opening: str | None, key: str | None,
-               backend: str | None, json_output: bool) -> None:
-    """Verify the /zk section (and optionally an ownership proof or chunk openings)."""
+               scale_bits: int | None, bits: int | None, max_chunk_size: int | None, max_clipped: int | None,
+               sample: int | None, seed: int | None, backend: str | None, json_output: bool) -> None:
+    """Check the /zk section against the proof's checkpoints (and an ownership proof or chunk openings).
+
+    Exit 0 only when every check passed under a trusted key; 1 when a check failed, the signer
+    is only self-asserted (no --key), or a result is unbound (the file lacks the committed weights).
+    """
+    import dataclasses
     import json
 
     from zk.errors import ZkFormatError
-    from zk.link import verify_zk_section
+    from zk.policy import ZkPolicy
+    from zk.verify import verify_zk_section
 
     own = None
     if ownership is not None:
         if challenge is None:
             raise ZkFormatError("--ownership needs --challenge (the challenge you gave the prover)")
-        try:
-            own = (Path(ownership).read_bytes(), _challenge(challenge))
-        except OSError as exc:
-            raise ZkFormatError(f"cannot read {ownership}: {exc}") from None
+        own = (_read_capped(ownership, "ownership proof"), _challenge(challenge))
     elif challenge is not None:
         raise ZkFormatError("--challenge is only meaningful with --ownership")
     doc = None
     if opening is not None:
         try:
-            doc = json.loads(Path(opening).read_text())
-        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
+            doc = json.loads(_read_capped(opening, "openings"))
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
             raise ZkFormatError(f"cannot read openings {opening}: {exc}") from None
+    pinned = {k: v for k, v in (("scale_bits", scale_bits), ("bits", bits), ("max_chunk_size", max_chunk_size),
+                                ("max_clipped", max_clipped)) if v is not None}
+    try:
+        policy = dataclasses.replace(ZkPolicy(), **pinned)
+    except ValueError as exc:
+        raise ZkFormatError(f"zk policy: {exc}") from None
     trusted = None
     if key is not None:
         from pol.keys import resolve_trusted_key
 
         trusted = resolve_trusted_key(key)
-    checks = verify_zk_section(proof, trusted, backend=_backend(backend), ownership=own, openings=doc)
-    ok = all(c["passed"] for c in checks)
+    result = verify_zk_section(proof, trusted, policy=policy, backend=_backend(backend), ownership=own,
+                               openings=doc, sample=sample, seed=seed)
     if json_output:
-        click.echo(json.dumps({"schema_version": 1, "verdict": "verified" if ok else "rejected", "checks": checks},
-                              indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        for c in checks:
-            click.echo(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']:<22} {c['figure']:<24} {c['detail']}")
-        click.echo("verified" if ok else "rejected")
-    if not ok:
-        raise click.exceptions.Exit(1)
+        marks = {True: "PASS", False: "FAIL", None: "INFO"}
+        for c in result.checks:
+            click.echo(f"{marks[c['passed']]}  {c['name']:<18} {c['figure']:<28} {c['detail']}", err=True)
+        click.echo(f"verdict: {result.verdict.upper()}", err=True)
+    if result.exit_code:
+        raise click.exceptions.Exit(result.exit_code)

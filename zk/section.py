@@ -8,9 +8,8 @@ Layout (docs/ZK.md has the full table)::
     /zk/clipped             int64 (n,)              values clipped by quantisation, per checkpoint
     /zk/commitments         uint8 (n, chunks, 48)   compressed chunk commitments
     /zk/roots               uint8 (n, 32)           Merkle roots over each checkpoint's chunks
-    /zk/delta_commitments   uint8 (n-1, chunks, 48) commitments to q(W_i+1) - q(W_i)
-    /zk/delta_roots         uint8 (n-1, 32)
-    /zk/linear_proofs       uint8 (n-1, 80)         C(W_i+1) = C(W_i) + C(Δ_i)
+    /zk/binding_proofs      uint8 (n, 80)           each commitment opens to the quantised
+                                                    checkpoint (checked by whoever holds it)
 
 The signature is Ed25519 (the proof's signer key) over ``"pol-zk/section/v1" ||
 section_digest``, where the digest is a length-framed SHA-256 over every field above (not over
@@ -36,9 +35,9 @@ from zk.backend import CURVE_ORDER
 from zk.errors import ZkFormatError
 from zk.pedersen import Params, VectorCommitment
 from zk.quantize import Layout
-from zk.sigma import LinearProof
+from zk.sigma import BindingProof
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GROUP = "zk"
 SIGN_DOMAIN = b"pol-zk/section/v1"
 SECRETS_KIND = "pol-zk-secrets"
@@ -61,12 +60,10 @@ class ZkSection:
     checkpoints: list[int]
     clipped: list[int]
     commitments: list[VectorCommitment]
-    deltas: list[VectorCommitment] = field(default_factory=list)
-    linear_proofs: list[LinearProof] = field(default_factory=list)
+    binding_proofs: list[BindingProof]
     signer: bytes = b""
     signature: bytes = b""
     stored_roots: list[bytes] = field(default_factory=list)
-    stored_delta_roots: list[bytes] = field(default_factory=list)
 
     @property
     def length(self) -> int:
@@ -76,6 +73,10 @@ class ZkSection:
         if checkpoint not in self.checkpoints:
             raise ZkFormatError(f"checkpoint {checkpoint} is not committed in /zk (have {self.checkpoints})")
         return self.commitments[self.checkpoints.index(checkpoint)]
+
+    def binding_proof_for(self, checkpoint: int) -> BindingProof:
+        self.commitment_for(checkpoint)
+        return self.binding_proofs[self.checkpoints.index(checkpoint)]
 
     def digest(self) -> bytes:
         h = hashlib.sha256(b"pol-zk/section-digest/v1")
@@ -92,11 +93,9 @@ class ZkSection:
         put(b"layout", _layout_json(self.layout).encode())
         put(b"checkpoints", np.asarray(self.checkpoints, dtype=">i8").tobytes())
         put(b"clipped", np.asarray(self.clipped, dtype=">i8").tobytes())
-        for com in self.commitments:
+        for com, proof in zip(self.commitments, self.binding_proofs, strict=True):
             put(b"commitment", struct.pack(">Q", com.length) + b"".join(com.chunks))
-        for com, proof in zip(self.deltas, self.linear_proofs):
-            put(b"delta", struct.pack(">Q", com.length) + b"".join(com.chunks))
-            put(b"linear_proof", proof.to_bytes())
+            put(b"binding_proof", proof.to_bytes())
         put(b"signer", self.signer)
         return h.digest()
 
@@ -113,7 +112,6 @@ class ZkSecrets:
     genset_id: bytes
     checkpoints: list[int]
     blindings: list[list[int]]
-    delta_blindings: list[list[int]]
 
 
 def write_section(path: str | os.PathLike[str], section: ZkSection, *, overwrite: bool = False) -> None:
@@ -143,10 +141,8 @@ def write_section(path: str | os.PathLike[str], section: ZkSection, *, overwrite
         g.create_dataset("clipped", data=np.asarray(section.clipped, dtype=np.int64))
         g.create_dataset("commitments", data=_chunks_array(section.commitments, n, n_chunks))
         g.create_dataset("roots", data=_rows([c.root for c in section.commitments], 32))
-        nd = len(section.deltas)
-        g.create_dataset("delta_commitments", data=_chunks_array(section.deltas, nd, n_chunks))
-        g.create_dataset("delta_roots", data=_rows([c.root for c in section.deltas], 32))
-        g.create_dataset("linear_proofs", data=_rows([pr.to_bytes() for pr in section.linear_proofs], 80))
+        g.create_dataset("binding_proofs", data=_rows([pr.to_bytes() for pr in section.binding_proofs],
+                                                      BindingProof.SIZE))
 
 
 def _chunks_array(coms: Sequence[VectorCommitment], n: int, n_chunks: int) -> np.ndarray:
@@ -282,12 +278,7 @@ def _parse_section(g: Any) -> ZkSection:
     clipped = _dataset(g, "clipped", (n,), "iu")
     coms = _dataset(g, "commitments", (n, n_chunks, 48), "u")
     roots = _dataset(g, "roots", (n, 32), "u")
-    nd = _dataset(g, "linear_proofs", (None, 80), "u").shape[0]
-    if nd not in (0, n - 1):
-        raise ZkFormatError(f"/zk has {nd} linear proofs for {n} checkpoints (expected 0 or {n - 1})")
-    dcoms = _dataset(g, "delta_commitments", (nd, n_chunks, 48), "u")
-    droots = _dataset(g, "delta_roots", (nd, 32), "u")
-    lps = _dataset(g, "linear_proofs", (nd, 80), "u")
+    proofs = _dataset(g, "binding_proofs", (n, BindingProof.SIZE), "u")
     gid = params.genset_id
 
     def vc(arr: np.ndarray) -> VectorCommitment:
@@ -300,12 +291,10 @@ def _parse_section(g: Any) -> ZkSection:
         checkpoints=[int(c) for c in ckpts],
         clipped=[int(c) for c in clipped],
         commitments=[vc(c) for c in coms],
-        deltas=[vc(c) for c in dcoms],
-        linear_proofs=[LinearProof.from_bytes(bytes(p.tobytes())) for p in lps],
+        binding_proofs=[BindingProof.from_bytes(bytes(p.tobytes())) for p in proofs],
         signer=_hex_attr(g, "signer", 32),
         signature=_hex_attr(g, "signature", 64),
         stored_roots=[bytes(r.tobytes()) for r in roots],
-        stored_delta_roots=[bytes(r.tobytes()) for r in droots],
     )
 
 
@@ -329,7 +318,6 @@ def write_secrets(path: str | os.PathLike[str], secrets_: ZkSecrets, *, overwrit
         f.attrs["genset_id"] = secrets_.genset_id.hex()
         f.create_dataset("checkpoints", data=np.asarray(secrets_.checkpoints, dtype=np.int64))
         f.create_dataset("blindings", data=_scalars_array(secrets_.blindings))
-        f.create_dataset("delta_blindings", data=_scalars_array(secrets_.delta_blindings))
 
 
 def _scalars_array(rows: Sequence[Sequence[int]]) -> np.ndarray:
@@ -358,14 +346,14 @@ def read_secrets(path: str | os.PathLike[str]) -> ZkSecrets:
                     raise ZkFormatError(f"{path}: /{name} holds a non-canonical scalar")
                 return out
 
-            bl, dbl = scalars("blindings"), scalars("delta_blindings")
+            bl = scalars("blindings")
         except ZkFormatError:
             raise
         except (KeyError, ValueError, TypeError, OSError) as exc:
             raise ZkFormatError(f"{path} is malformed: {exc}") from None
     if len(run_id) != 32 or len(gid) != 32 or len(bl) != len(ckpts):
         raise ZkFormatError(f"{path} is malformed (ids or counts)")
-    return ZkSecrets(run_id, gid, ckpts, bl, dbl)
+    return ZkSecrets(run_id, gid, ckpts, bl)
 
 
 __all__ = [

@@ -6,16 +6,17 @@
   ``C* = sum rho_j C_j``, and a Schnorr-style proof of knowledge of ``C*``'s opening is given
   (``A = <a, G> + s H``, ``z = a + e v*``, ``z_r = s + e b*``). The proof has ``chunk_size``
   response scalars whatever the number of chunks.
-* :func:`prove_linear` / :func:`verify_linear`: ``C(W_new) = C(W_old) + C(Δ)`` chunk by chunk,
-  i.e. the difference ``D_j = C_new,j - C_old,j - C_Δ,j`` is a known multiple of H (Schnorr
-  on H of the batched ``D``). Because nobody knows log_H(G_i), this proves the committed
-  integers satisfy ``v_new = v_old + Δ`` exactly.
+* :func:`prove_binding` / :func:`verify_binding`: for a verifier that holds the values (it
+  quantises the checkpoint the proof's chain hashes), ``C_j - <v_j, G>`` is a known multiple
+  of H for every chunk (Schnorr on H of the batched difference). Because nobody knows
+  log_H(G_i), this shows the commitment opens to exactly those values: it ties a commitment
+  to the weights without revealing the blindings.
 * :func:`open_chunk` / :func:`verify_chunk_opening`: reveal one chunk's values and blinding
   with its Merkle path; the verifier recomputes the commitment and checks the path to the root.
 
-Every transcript absorbs the protocol name, the run id, checkpoint index(es), generator-set id,
-an optional verifier challenge and every commitment the statement is about, so a proof does
-not transfer to another statement. Verifiers raise :class:`ProofRejected` on failure.
+Every transcript absorbs the protocol name, the run id, checkpoint index, generator-set id,
+an optional verifier challenge (or the chain's state digest) and every commitment the
+statement is about, so a proof does not transfer to another statement. Verifiers raise :class:`ProofRejected` on failure.
 """
 
 from __future__ import annotations
@@ -34,21 +35,24 @@ from zk.pedersen import Committer, VectorCommitment
 from zk.transcript import Transcript
 
 _OPENING_MAGIC = b"PZKOPN01"
-_LINEAR_LEN = 48 + 32
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a proof is bound to: the run (plan digest) and the checkpoint index."""
+    """What a proof is bound to: the run (plan digest), the checkpoint index and, for binding
+    proofs, the digest the proof's chain records for that checkpoint (empty when none)."""
 
     run_id: bytes
     checkpoint: int
+    state_digest: bytes = b""
 
     def __post_init__(self) -> None:
         if len(self.run_id) != 32:
             raise ValueError("run_id must be the 32-byte plan digest")
         if self.checkpoint < 0:
             raise ValueError("checkpoint index must be non-negative")
+        if len(self.state_digest) not in (0, 32):
+            raise ValueError("state_digest must be empty or 32 bytes")
 
 
 def _scalar_bytes(v: int) -> bytes:
@@ -91,17 +95,21 @@ class OpeningProof:
 
 
 @dataclass(frozen=True)
-class LinearProof:
+class BindingProof:
+    """Schnorr proof on H that a commitment opens to the verifier's values (``T || z``, 80 bytes)."""
+
     t: bytes  # compressed T = k H
     z: int
+
+    SIZE = 48 + 32
 
     def to_bytes(self) -> bytes:
         return self.t + _scalar_bytes(self.z)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> LinearProof:
-        if len(data) != _LINEAR_LEN:
-            raise ZkFormatError(f"a linear-relation proof is {_LINEAR_LEN} bytes, got {len(data)}")
+    def from_bytes(cls, data: bytes) -> BindingProof:
+        if len(data) != cls.SIZE:
+            raise ZkFormatError(f"a binding proof is {cls.SIZE} bytes, got {len(data)}")
         return cls(bytes(data[:48]), _read_scalar(data[48:]))
 
 
@@ -226,80 +234,74 @@ def verify_opening(
         raise ProofRejected("proof of knowledge of the opening does not verify")
 
 
-# --------------------------------------------------------------------------- linear relation
+# --------------------------------------------------------------------------- binding to known weights
 
 
-def _linear_transcript(
-    committer: Committer, run_id: bytes, frm: int, to: int, coms: Sequence[VectorCommitment]
-) -> Transcript:
-    tr = Transcript(b"linear-relation")
-    tr.append(b"run_id", run_id)
-    tr.append_u64(b"from_checkpoint", frm)
-    tr.append_u64(b"to_checkpoint", to)
-    tr.append(b"genset", committer.params.genset_id)
-    for label, com in zip((b"old", b"new", b"delta"), coms):
-        tr.append_u64(label + b".length", com.length)
-        for c in com.chunks:
-            tr.append(label, c)
+def _binding_transcript(committer: Committer, ctx: Context, com: VectorCommitment) -> Transcript:
+    p = committer.params
+    tr = Transcript(b"binding")
+    tr.append(b"run_id", ctx.run_id)
+    tr.append_u64(b"checkpoint", ctx.checkpoint)
+    tr.append(b"state_digest", ctx.state_digest)
+    tr.append(b"genset", p.genset_id)
+    tr.append_u64(b"scale_bits", p.scale_bits)
+    tr.append_u64(b"bits", p.bits)
+    tr.append_u64(b"length", com.length)
+    tr.append_u64(b"chunks", len(com.chunks))
+    for c in com.chunks:
+        tr.append(b"C", c)
     return tr
 
 
-def _same_shape(old: VectorCommitment, new: VectorCommitment, delta: VectorCommitment) -> None:
-    if not (len(old.chunks) == len(new.chunks) == len(delta.chunks) and old.length == new.length == delta.length):
-        raise ProofRejected("commitments in a linear relation must have the same length and chunking")
+def prove_binding(committer: Committer, ctx: Context, com: VectorCommitment, blindings: Sequence[int]) -> BindingProof:
+    """Prove that ``com`` commits to the values it was made from, for a verifier who holds them.
 
-
-def prove_linear(
-    committer: Committer,
-    run_id: bytes,
-    from_checkpoint: int,
-    to_checkpoint: int,
-    old: tuple[VectorCommitment, Sequence[int]],
-    new: tuple[VectorCommitment, Sequence[int]],
-    delta: tuple[VectorCommitment, Sequence[int]],
-) -> LinearProof:
-    """Prove ``new = old + delta`` for committed vectors; each argument is (commitment, blindings)."""
-    _same_shape(old[0], new[0], delta[0])
+    The statement is ``C_j - <v_j, G> = b_j H`` for every chunk, where ``v`` is the vector the
+    verifier quantises itself. Batched with transcript coefficients ``rho_j``: the prover shows
+    it knows ``beta = sum rho_j b_j`` with ``sum rho_j (C_j - <v_j, G>) = beta H`` (Schnorr on H).
+    The prover needs only the blindings; the values enter on the verifier's side.
+    """
+    if len(blindings) != len(com.chunks):
+        raise ValueError("need one blinding per chunk")
     be, gens = committer.backend, committer.generators
-    tr = _linear_transcript(committer, run_id, from_checkpoint, to_checkpoint, (old[0], new[0], delta[0]))
-    rhos = _rhos(tr, len(old[0].chunks))
-    d = sum(r * (bn - bo - bd) for r, bo, bn, bd in zip(rhos, old[1], new[1], delta[1], strict=True)) % R
+    tr = _binding_transcript(committer, ctx, com)
+    rhos = _rhos(tr, len(com.chunks))
+    beta = sum(r * b for r, b in zip(rhos, blindings)) % R
     k = secrets.randbelow(R - 1) + 1
     t_enc = be.encode(be.mul(gens.h, k))
     tr.append(b"T", t_enc)
     e = tr.challenge_scalar(b"e")
-    return LinearProof(t_enc, (k + e * d) % R)
+    return BindingProof(t_enc, (k + e * beta) % R)
 
 
-def verify_linear(
-    committer: Committer,
-    run_id: bytes,
-    from_checkpoint: int,
-    to_checkpoint: int,
-    old: VectorCommitment,
-    new: VectorCommitment,
-    delta: VectorCommitment,
-    proof: LinearProof,
+def verify_binding(
+    committer: Committer, ctx: Context, com: VectorCommitment, values: np.ndarray, proof: BindingProof
 ) -> None:
-    """Raise :class:`ProofRejected` unless ``new = old + delta`` is proven."""
-    for com in (old, new, delta):
-        _check_commitment(committer, com)
-    _same_shape(old, new, delta)
+    """Raise :class:`ProofRejected` unless ``com`` commits to exactly ``values`` (the verifier's own).
+
+    One multi-scalar multiplication of ``min(chunk_size, length) + chunks + 1`` points:
+    ``z H - e (sum rho_j C_j - <sum rho_j v_j, G>) == T``. A commitment to any other vector
+    passes with probability about 2^-128 (the batching coefficients) unless its maker knows a
+    discrete-log relation between the generators.
+    """
+    _check_commitment(committer, com)
+    rows = committer.as_rows(values)
+    if len(np.asarray(values)) != com.length or len(rows) != len(com.chunks):
+        raise ProofRejected(f"the commitment is to {com.length} values; the verifier holds {len(np.asarray(values))}")
     be, gens = committer.backend, committer.generators
-    n = len(old.chunks)
-    pts = _decode_all(committer, [*old.chunks, *new.chunks, *delta.chunks])
-    olds, news, deltas = pts[:n], pts[n : 2 * n], pts[2 * n :]
-    tr = _linear_transcript(committer, run_id, from_checkpoint, to_checkpoint, (old, new, delta))
-    rhos = _rhos(tr, n)
+    width = _width(committer, com)
+    pts = _decode_all(committer, com.chunks)
+    tr = _binding_transcript(committer, ctx, com)
+    rhos = _rhos(tr, len(com.chunks))
     tr.append(b"T", proof.t)
     e = tr.challenge_scalar(b"e")
-    if n == 1:
-        d_pt = be.add(news[0], be.neg(be.add(olds[0], deltas[0])))
-    else:
-        d_pt = be.msm([*news, *olds, *deltas], [*rhos, *[R - r for r in rhos], *[R - r for r in rhos]])
-    # z H - e D == T, compared as canonical encodings (T needs no separate decoding)
-    if be.encode(be.msm([gens.h, d_pt], [proof.z, R - e])) != proof.t:
-        raise ProofRejected("linear relation proof does not verify")
+    w = _weighted_rows(rows[:, :width], rhos)
+    total = be.msm(
+        [gens.h, *pts, *gens.g[:width]],
+        [proof.z, *[(-e * r) % R for r in rhos], *[(e * wi) % R for wi in w]],
+    )
+    if be.encode(total) != proof.t:
+        raise ProofRejected("the commitment does not open to these values")
 
 
 # --------------------------------------------------------------------------- chunk openings
@@ -323,21 +325,18 @@ def open_chunk(
     )
 
 
-def verify_chunk_opening(
-    committer: Committer, root: bytes, n_chunks: int, opening: ChunkOpening, *, max_abs: int | None = None
-) -> np.ndarray:
+def verify_chunk_opening(committer: Committer, root: bytes, n_chunks: int, opening: ChunkOpening) -> np.ndarray:
     """Check a revealed chunk against the Merkle root; return its integer values.
 
     Raises :class:`ProofRejected` if the values and blinding do not recompute the commitment,
-    or the commitment is not leaf ``opening.index`` under ``root``, or a value exceeds
-    ``max_abs`` (default: the quantiser's range; pass ``2**bits`` for deltas).
+    or the commitment is not leaf ``opening.index`` under ``root``, or a value lies outside
+    the quantiser's range ``[-2^(bits-1), 2^(bits-1) - 1]``.
     """
     if len(opening.values) > committer.params.chunk_size:
         raise ProofRejected("opened chunk is longer than the chunk size")
     q = committer.params.quantizer
-    bound = -q.lo if max_abs is None else max_abs
-    if any(abs(v) > bound for v in opening.values):
-        raise ProofRejected(f"an opened value is outside the committed range (|v| <= {bound})")
+    if any(not q.lo <= v <= q.hi for v in opening.values):
+        raise ProofRejected(f"an opened value is outside the quantiser's range {q.lo}..{q.hi}")
     if not verify_path(root, n_chunks, opening.index, opening.commitment, opening.path):
         raise ProofRejected(f"chunk {opening.index}'s commitment is not under the Merkle root")
     _decode_all(committer, [opening.commitment])
@@ -350,12 +349,12 @@ def verify_chunk_opening(
 __all__ = [
     "Context",
     "OpeningProof",
-    "LinearProof",
+    "BindingProof",
     "ChunkOpening",
     "prove_opening",
     "verify_opening",
-    "prove_linear",
-    "verify_linear",
+    "prove_binding",
+    "verify_binding",
     "open_chunk",
     "verify_chunk_opening",
 ]

@@ -1,10 +1,11 @@
-"""Helpers for the tee_sim tests (a fake clock, two enclave functions, an honest world)."""
+"""Helpers for the tee_sim tests (a fake clock, an honest world; enclave code is in enclave_code.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from enclave_code import segment_v1, segment_v2  # noqa: F401 - re-exported for the tests
 
 from tee_sim import (
     AttestationPolicy,
@@ -33,16 +34,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def segment_v1(data: bytes, config: Mapping[str, Any]) -> bytes:
-    """A stand-in training segment."""
-    return bytes(b ^ int(config.get("key", 0)) for b in data)
-
-
-def segment_v2(data: bytes, config: Mapping[str, Any]) -> bytes:
-    """A different version of the code (different source => different mr_enclave)."""
-    return bytes((b + int(config.get("key", 0))) % 256 for b in data)
 
 
 @dataclass
@@ -78,7 +69,7 @@ class World:
         """Run ``enclave`` on a fresh nonce; verify with ``verifier`` (default: ``self.verifier(**changes)``)."""
         nonce, output, quote = self.run(enclave)
         checker = self.verifier(**changes) if verifier is None else verifier
-        return checker.verify(quote, nonce=nonce, output=output), quote
+        return checker.verify(quote, nonce=nonce, input=b"data", output=output), quote
 
 
 def make_world(clock: FakeClock) -> World:

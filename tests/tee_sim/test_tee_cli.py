@@ -47,18 +47,18 @@ def _attest(state: Path, *extra: str) -> tuple[str, Path]:
     return nonce, out
 
 
-def _verify_json(state: Path, quote: Path, *extra: str) -> tuple[int, dict]:
+def _verify_json(state: Path, quote: Path, *extra: str, data: Path | None = None) -> tuple[int, dict]:
     code, out, _ = _invoke("verify", str(quote), "--policy", str(state / "policy.json"), "--state", str(state),
-                           "--json", *extra)
+                           "--input", str(data or state.parent / "input.txt"), "--json", *extra)
     return code, json.loads(out)
 
 
 def test_tee_cli_attest_then_verify_accepts(state: Path) -> None:
     nonce, ev = _attest(state)
-    assert {p.name for p in ev.iterdir()} == {"quote.bin", "output.bin", "collateral.json", "evidence.json"}
+    assert {p.name for p in ev.iterdir()} == {"quote.bin", "output.bin", "evidence.json"}
     code, doc = _verify_json(state, ev / "quote.bin", "--nonce", nonce)
     assert code == 0
-    assert doc["schema_version"] == 1 and doc["verdict"] == "accepted" and doc["simulated"] is True
+    assert doc["schema_version"] == 1 and doc["verdict"] == "accepted (simulated)" and doc["simulated"] is True
     assert doc["tcb_status"] == "UpToDate" and doc["reasons"] == []
     assert all(set(c) >= {"name", "passed", "figure", "detail"} and c["passed"] for c in doc["checks"])
     assert json.loads((ev / "output.bin").read_bytes())["length"] == 12
@@ -67,7 +67,7 @@ def test_tee_cli_attest_then_verify_accepts(state: Path) -> None:
 def test_tee_cli_replayed_nonce_is_caught_across_processes(state: Path) -> None:
     nonce, ev = _attest(state)
     cmd = [str(POL), "tee", "verify", str(ev / "quote.bin"), "--policy", str(state / "policy.json"),
-           "--state", str(state), "--nonce", nonce, "--json"]
+           "--state", str(state), "--nonce", nonce, "--input", str(state.parent / "input.txt"), "--json"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
@@ -75,33 +75,28 @@ def test_tee_cli_replayed_nonce_is_caught_across_processes(state: Path) -> None:
     assert json.loads(second.stdout)["reasons"] == ["nonce_replayed"]
 
 
-def test_tee_cli_verify_reads_nonce_from_evidence_but_registry_decides(state: Path) -> None:
-    _, ev = _attest(state)
-    code, doc = _verify_json(state, ev / "quote.bin")
-    assert code == 0, doc
-    code, doc = _verify_json(state, ev / "quote.bin")
-    assert code == 1 and doc["reasons"] == ["nonce_replayed"]
-
-
 def test_tee_cli_malformed_quote_exits_2(state: Path) -> None:
     nonce, ev = _attest(state)
     (ev / "quote.bin").write_bytes((ev / "quote.bin").read_bytes()[:-3])
     code, out, err = _invoke("verify", str(ev / "quote.bin"), "--policy", str(state / "policy.json"),
-                             "--state", str(state), "--nonce", nonce, "--json")
+                             "--state", str(state), "--nonce", nonce, "--input", str(state.parent / "input.txt"),
+                             "--json")
     assert code == 2
     assert json.loads(out)["verdict"] == "error"
-    assert err.startswith("pol: error: quote: expected 850 bytes") and err.count("\n") == 1
+    assert err.startswith("pol: error: quote: expected 884 bytes") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("what", ["policy", "collateral", "nonce", "missing_quote"])
 def test_tee_cli_other_malformed_inputs_exit_2(state: Path, what: str) -> None:
     nonce, ev = _attest(state)
     policy = state / "policy.json"
-    args = [str(ev / "quote.bin"), "--policy", str(policy), "--state", str(state), "--nonce", nonce]
+    args = [str(ev / "quote.bin"), "--policy", str(policy), "--state", str(state), "--nonce", nonce,
+            "--input", str(state.parent / "input.txt")]
     if what == "policy":
         policy.write_text('{"schema_version": 1}')
     elif what == "collateral":
-        (ev / "collateral.json").write_text("{}")
+        (ev / "offered.json").write_text("{}")
+        args += ["--collateral", str(ev / "offered.json")]
     elif what == "nonce":
         args[-1] = "abcd"
     else:
@@ -114,10 +109,11 @@ def test_tee_cli_other_malformed_inputs_exit_2(state: Path, what: str) -> None:
 def test_tee_cli_overflowing_number_in_collateral_is_an_error_document(state: Path) -> None:
     # 1e999 parses to inf, which canonical JSON cannot encode: it must be refused while parsing.
     nonce, ev = _attest(state)
-    collateral = ev / "collateral.json"
-    collateral.write_bytes(collateral.read_bytes().replace(b'{"body":{', b'{"body":{"extra":1e999,', 1))
+    collateral = ev / "offered.json"
+    collateral.write_bytes((state / "collateral.json").read_bytes().replace(b'{"body":{', b'{"body":{"extra":1e999,', 1))
     code, out, err = _invoke("verify", str(ev / "quote.bin"), "--policy", str(state / "policy.json"),
-                             "--state", str(state), "--nonce", nonce, "--json")
+                             "--state", str(state), "--nonce", nonce, "--input", str(state.parent / "input.txt"),
+                             "--collateral", str(collateral), "--json")
     assert code == 2, err
     doc = json.loads(out)
     assert doc["verdict"] == "error" and "collateral" in doc["error"] and "out of range" in doc["error"]
@@ -157,7 +153,7 @@ def test_tee_cli_policy_command_pins_function_and_svn(state: Path, tmp_path: Pat
                             (("--function", "linear-fit", "--isv-svn", "2"), [])):
         nonce, ev = _attest(state, *extra)
         code, out, _ = _invoke("verify", str(ev / "quote.bin"), "--policy", str(policy), "--state", str(state),
-                               "--nonce", nonce, "--json")
+                               "--nonce", nonce, "--input", str(state.parent / "input.txt"), "--json")
         assert json.loads(out)["reasons"] == expected
         assert code == (0 if not expected else 1)
 
@@ -174,7 +170,7 @@ def test_tee_cli_human_output_names_failed_check(state: Path) -> None:
     nonce, ev = _attest(state, "--isv-svn", "0")
     (ev / "output.bin").write_bytes(b"forged output")
     code, out, _ = _invoke("verify", str(ev / "quote.bin"), "--policy", str(state / "policy.json"),
-                           "--state", str(state), "--nonce", nonce)
+                           "--state", str(state), "--nonce", nonce, "--input", str(state.parent / "input.txt"))
     assert code == 1
     assert "REJECTED" in out and "FAIL report_data" in out and "reasons: report_data_mismatch" in out
 
@@ -195,3 +191,85 @@ def test_tee_cli_attest_without_init_exits_2(tmp_path: Path) -> None:
     code, _, err = _invoke("attest", __file__, "--nonce", "00" * 32, "--out", str(tmp_path / "ev"),
                            "--state", str(tmp_path / "nothing"))
     assert code == 2 and "pol tee init" in err
+
+
+# --------------------------------------------------------------------------- issue 12: the verifier's own inputs
+
+
+def test_tee_cli_verify_needs_the_verifiers_own_nonce(state: Path) -> None:
+    _, ev = _attest(state)
+    code, _, err = _invoke("verify", str(ev / "quote.bin"), "--policy", str(state / "policy.json"),
+                           "--state", str(state), "--input", str(state.parent / "input.txt"))
+    assert code == 2 and "--nonce" in err  # never read from the prover's evidence.json
+
+
+def test_tee_cli_old_collateral_from_the_prover_is_ignored(state: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old-collateral.json"
+    old.write_bytes((state / "collateral.json").read_bytes())  # published before the revocation
+    runner = CliRunner()
+    assert runner.invoke(group, ["collateral", "--state", str(state), "--revoke"]).exit_code == 0
+    nonce, ev = _attest(state)
+    (ev / "collateral.json").write_bytes(old.read_bytes())  # the prover ships the old collateral beside its quote
+    code, doc = _verify_json(state, ev / "quote.bin", "--nonce", nonce)
+    assert code == 1 and doc["reasons"] == ["platform_revoked"]
+    nonce, ev = _attest(state)
+    code, doc = _verify_json(state, ev / "quote.bin", "--nonce", nonce, "--collateral", str(old))
+    assert code == 1 and doc["reasons"] == ["platform_revoked"]  # offered to the store: older, not adopted
+    assert doc["collateral"]["tcb_evaluation_data_number"] == 2
+
+
+def test_tee_cli_host_without_the_platform_key_cannot_forge(state: Path, tmp_path: Path) -> None:
+    # The trust boundary: platform.json plays the CPU's fused keys, so the hardware side (here
+    # `state`) is the only holder. The verifier keeps its own state without it, and the host in
+    # between holds only the evidence: it can change files, not quotes, and every forgery fails.
+    verifier = tmp_path / "verifier"
+    verifier.mkdir()
+    for name in ("root.pub", "policy.json", "collateral.json"):
+        (verifier / name).write_bytes((state / name).read_bytes())
+    assert not (verifier / "platform.json").exists() and not (verifier / "vendor.json").exists()
+    runner = CliRunner()
+    data = state.parent / "input.txt"
+
+    def attest_for_verifier() -> tuple[str, Path]:
+        nonce = runner.invoke(group, ["nonce", "--state", str(verifier)]).output.strip()
+        out = tmp_path / f"ev-{nonce[:8]}"
+        result = runner.invoke(group, ["attest", str(state.parent / "input.txt"), "--nonce", nonce, "--out",
+                                       str(out), "--state", str(state)])
+        assert result.exit_code == 0, result.output
+        return nonce, out
+
+    nonce, ev = attest_for_verifier()
+    code, doc = _verify_json(verifier, ev / "quote.bin", "--nonce", nonce, data=data)
+    assert code == 0 and doc["verdict"] == "accepted (simulated)"
+    nonce, ev = attest_for_verifier()
+    (ev / "output.bin").write_bytes(b'{"forged": true}')  # another output under the genuine quote
+    code, doc = _verify_json(verifier, ev / "quote.bin", "--nonce", nonce, data=data)
+    assert code == 1 and doc["reasons"] == ["report_data_mismatch"]
+    _, ev = attest_for_verifier()
+    fresh = runner.invoke(group, ["nonce", "--state", str(verifier)]).output.strip()
+    code, doc = _verify_json(verifier, ev / "quote.bin", "--nonce", fresh, data=data)  # old quote, new nonce
+    assert code == 1 and doc["reasons"] == ["report_data_mismatch"]
+    edited = bytearray((ev / "quote.bin").read_bytes())
+    edited[48 + 258] ^= 1  # raise isv_svn in the signed body
+    (ev / "quote.bin").write_bytes(bytes(edited))
+    fresh = runner.invoke(group, ["nonce", "--state", str(verifier)]).output.strip()
+    code, doc = _verify_json(verifier, ev / "quote.bin", "--nonce", fresh, data=data)
+    assert code == 1 and "quote_signature_invalid" in doc["reasons"]
+
+
+def test_tee_cli_refresh_adopts_newer_collateral_only(state: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old.json"
+    old.write_bytes((state / "collateral.json").read_bytes())
+    code, _, err = _invoke("refresh", "--state", str(state))
+    assert code == 0 and "unchanged" in err
+    assert CliRunner().invoke(group, ["collateral", "--state", str(state), "--status", "OutOfDate"]).exit_code == 0
+    code, _, err = _invoke("refresh", "--state", str(state))
+    assert code == 0 and "adopted" in err
+    code, _, err = _invoke("refresh", "--state", str(state), "--collateral", str(old))
+    assert code == 1 and "stale" in err
+
+
+def test_tee_cli_require_hardware_rejects_simulated_evidence(state: Path) -> None:
+    nonce, ev = _attest(state)
+    code, doc = _verify_json(state, ev / "quote.bin", "--nonce", nonce, "--require-hardware")
+    assert code == 1 and doc["reasons"] == ["simulated_evidence"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from enclave_code import explodes, returns_text
 from tee_helpers import World, segment_v1, segment_v2
 
 from tee_sim import DEV_SIGNER_MR_SIGNER, measure, mr_signer_of
@@ -19,6 +20,8 @@ def test_tee_measurement_is_deterministic_and_covers_code_and_config() -> None:
 def test_tee_measurement_refuses_code_without_source() -> None:
     with pytest.raises(EnclaveError, match="source"):
         measure(len)  # type: ignore[arg-type]
+    with pytest.raises(EnclaveError, match="module-level"):
+        measure(lambda data, config: data)
 
 
 def test_tee_measurement_refuses_non_json_config() -> None:
@@ -43,32 +46,19 @@ def test_tee_enclave_run_rejects_short_nonce(world: World) -> None:
         world.enclave.run(b"x", nonce=b"\x00" * 15)
 
 
-_CALLS: list[bytes] = []
-
-
-def _recording(data: bytes, config: object) -> bytes:
-    _CALLS.append(data)
-    return data
-
-
 @pytest.mark.parametrize("nonce", [b"\x00" * 15, "0" * 32, None])
 def test_tee_enclave_checks_nonce_before_running_and_in_attest(world: World, nonce: object) -> None:
-    enclave = world.platform.launch(_recording)
-    _CALLS.clear()
+    enclave = world.platform.launch(explodes)
     with pytest.raises(EnclaveError, match="128 bits"):
-        enclave.run(b"x", nonce=nonce)  # type: ignore[arg-type]
-    assert _CALLS == []  # refused before the enclave function ran
+        enclave.run(b"x", nonce=nonce)  # type: ignore[arg-type]  # refused before the function ran
     with pytest.raises(EnclaveError, match="128 bits"):
-        enclave.attest(b"output", nonce=nonce)  # type: ignore[arg-type]
-    assert enclave.run(b"y", nonce=world.nonces.issue()).output == b"y" and _CALLS == [b"y"]
-
-
-def _returns_text(data: bytes, config: object) -> bytes:
-    return "not bytes"  # type: ignore[return-value]
+        enclave.attest({"claim": "value"}, nonce=nonce)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="function ran"):
+        enclave.run(b"y", nonce=world.nonces.issue())  # with a good nonce, it does run
 
 
 def test_tee_enclave_output_must_be_bytes(world: World) -> None:
-    enclave = world.platform.launch(_returns_text)
+    enclave = world.platform.launch(returns_text)
     with pytest.raises(EnclaveError, match="bytes"):
         enclave.run(b"x", nonce=world.nonces.issue())
 

@@ -40,7 +40,7 @@ def test_tee_policy_allow_any_measurement_is_loud(world: World) -> None:
         policy = AttestationPolicy(allow_any_measurement=True)
     other = world.platform.launch(segment_v1, config={"anything": 1}, isv_svn=5)
     result, _ = world.attest(other, policy=policy)
-    assert result.accepted
+    assert result.accepted_simulated
     measurement = [c for c in result.checks if c.name == "measurement"]
     assert measurement and measurement[0].figure == "ANY" and "UNSAFE" in measurement[0].detail
 
@@ -76,6 +76,8 @@ def test_tee_policy_file_roundtrip(world: World, tmp_path: Path) -> None:
         {"min_isv_svn": -1},
         {"schema_version": 2},
         {"allowed_mr_enclave": "00" * 32},
+        {"require_hardware": "yes"},
+        {"min_tcb_evaluation_data_number": -1},
     ],
 )
 def test_tee_policy_file_malformed_is_policy_error(world: World, tmp_path: Path, edit: dict[str, object]) -> None:
@@ -103,5 +105,5 @@ def test_tee_verifier_pins_root_from_policy_file_not_evidence(world: World, tmp_
     verifier = AttestationVerifier.from_policy_file(path, collateral=rogue_collateral, nonces=world.nonces,
                                                     clock=world.clock)
     result, _ = world.attest(rogue.launch(segment_v1, config={"key": 7}, isv_svn=2), verifier=verifier)
-    assert not result.accepted
+    assert result.verdict == "rejected"
     assert set(result.reasons) == {Reason.COLLATERAL_SIGNATURE_INVALID, Reason.PLATFORM_CERTIFICATE_UNTRUSTED}

@@ -26,7 +26,7 @@ def raw_quote(world: World) -> bytes:
 
 def test_tee_quote_layout_matches_sgx_report_body(world: World, raw_quote: bytes) -> None:
     quote = Quote.from_bytes(raw_quote)
-    assert len(raw_quote) == Quote.SIZE == 850
+    assert len(raw_quote) == Quote.SIZE == 884
     assert struct.unpack_from("<HH", raw_quote, 0) == (3, 0xED01)  # version, simulated Ed25519 key type
     assert raw_quote[12:28] == SIMULATED_QE_VENDOR_ID  # the simulation marker
     assert raw_quote[28:44] == world.platform.platform_id
@@ -37,9 +37,12 @@ def test_tee_quote_layout_matches_sgx_report_body(world: World, raw_quote: bytes
     assert raw_quote[BODY + 128 : BODY + 160] == world.enclave.mr_signer
     assert struct.unpack_from("<HH", raw_quote, BODY + 256) == (0, 2)  # isv_prod_id, isv_svn
     assert raw_quote[BODY + 320 : BODY + 384] == quote.body.report_data
-    assert struct.unpack_from("<I", raw_quote, 432) == (414,)
+    assert struct.unpack_from("<I", raw_quote, 432) == (448,)
     assert raw_quote[500:532] == world.platform.attestation_public_key
     assert raw_quote[532:564] == world.enclave.public_key
+    ak_cert = world.platform.attestation_key_certificate
+    assert raw_quote[564:726] == ak_cert.to_bytes() and raw_quote[588:620] == world.vendor.qe_mr_signer
+    assert raw_quote[726:] == world.platform.platform_certificate.to_bytes()
     assert quote.simulated
     assert Quote.from_bytes(raw_quote) == quote and quote.to_bytes() == raw_quote
 
@@ -68,10 +71,11 @@ MALFORMED = {
     "nonzero_reserved1": lambda raw: _patched(raw, BODY + 20, b"\x01"),
     "nonzero_reserved4": lambda raw: _patched(raw, BODY + 262, b"\x01"),
     "not_initted": lambda raw: _patched(raw, BODY + 48, b"\x04"),
-    "bad_sig_data_len": lambda raw: _patched(raw, 432, struct.pack("<I", 413)),
+    "bad_sig_data_len": lambda raw: _patched(raw, 432, struct.pack("<I", 447)),
     "bad_ak_cert_magic": lambda raw: _patched(raw, 564, b"XXXX"),
-    "bad_platform_cert_version": lambda raw: _patched(raw, 692 + 4, struct.pack("<H", 9)),
-    "platform_cert_inverted_validity": lambda raw: _patched(raw, 692 + 78, struct.pack("<QQ", 2, 1)),
+    "old_ak_cert_version": lambda raw: _patched(raw, 564 + 4, struct.pack("<H", 1)),
+    "bad_platform_cert_version": lambda raw: _patched(raw, 726 + 4, struct.pack("<H", 9)),
+    "platform_cert_inverted_validity": lambda raw: _patched(raw, 726 + 78, struct.pack("<QQ", 2, 1)),
 }
 
 
@@ -130,6 +134,11 @@ def test_tee_collateral_roundtrip(world: World) -> None:
         "nan",
         "overflow_to_inf",
         "bool_for_int",
+        "missing_evaluation_number",
+        "negative_evaluation_number",
+        "bad_qe_status",
+        "short_qe_signer",
+        "old_schema",
     ],
 )
 def test_tee_collateral_parse_rejects_malformed(world: World, edit: str) -> None:
@@ -154,6 +163,16 @@ def test_tee_collateral_parse_rejects_malformed(world: World, edit: str) -> None
             body["trust_me"] = "OVERFLOW"  # in a field no type check looks at: only the parser can refuse it
         elif edit == "bool_for_int":
             body["issue_date"] = True
+        elif edit == "missing_evaluation_number":
+            del body["tcb_evaluation_data_number"]
+        elif edit == "negative_evaluation_number":
+            body["tcb_evaluation_data_number"] = -1
+        elif edit == "bad_qe_status":
+            body["qe_identity"]["tcb_levels"][0]["tcb_status"] = "Fine"
+        elif edit == "short_qe_signer":
+            body["qe_identity"]["mr_signer"] = "00"
+        elif edit == "old_schema":
+            body["schema_version"] = 1
         raw = json.dumps(doc).encode().replace(b'"OVERFLOW"', b"1e999")
     with pytest.raises(CollateralFormatError) as info:
         Collateral.from_bytes(raw)

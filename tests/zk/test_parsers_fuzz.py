@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zk import Committer, Context, LinearProof, OpeningProof, ZkFormatError, get_backend, prove_linear, prove_opening
+from zk import BindingProof, Committer, Context, OpeningProof, ZkFormatError, get_backend, prove_binding, prove_opening
 from zk.link import OwnershipProof, parse_openings
 
 RUN = b"\x07" * 32
@@ -18,17 +18,15 @@ def valid_proofs(ref_committer: Committer) -> dict[str, bytes]:
     """One honest proof of each binary kind (the reference backend, 64-value chunks)."""
     c = ref_committer
     old_vals = np.arange(-40, 60)  # two chunks, the second partial
-    new_vals = old_vals + 3
     old, old_bl = c.commit_values(old_vals)
-    new, new_bl = c.commit_values(new_vals)
-    delta, delta_bl = c.commit_values(new_vals - old_vals)
     opening = prove_opening(c, Context(RUN, 1), old, old_vals, old_bl, challenge=b"fuzz")
-    linear = prove_linear(c, RUN, 1, 2, (old, old_bl), (new, new_bl), (delta, delta_bl))
+    binding = prove_binding(c, Context(RUN, 1, b"\x05" * 32), old, old_bl)
     own = OwnershipProof(RUN, 1, b"fuzz", c.params.genset_id, opening)
-    return {"opening": opening.to_bytes(), "linear": linear.to_bytes(), "ownership": own.to_bytes()}
+    return {"opening": opening.to_bytes(), "binding": binding.to_bytes(), "ownership": own.to_bytes()}
 
 
-PARSERS = {"opening": OpeningProof.from_bytes, "linear": LinearProof.from_bytes, "ownership": OwnershipProof.from_bytes}
+PARSERS = {"opening": OpeningProof.from_bytes, "binding": BindingProof.from_bytes,
+           "ownership": OwnershipProof.from_bytes}
 
 
 def test_valid_proofs_parse_and_round_trip(valid_proofs: dict[str, bytes]) -> None:
@@ -60,11 +58,11 @@ def test_mutated_proofs_parse_cleanly_or_raise_format_errors(
     assert parsed.to_bytes() == bytes(data)  # whatever parses is exactly what was read
 
 
-# Per kind, a damage the parser must see: bad magic, or (a bare linear proof has no header) z >= r.
+# Per kind, a damage the parser must see: bad magic, or (a bare binding proof has no header) z >= r.
 DAMAGE = {
     "opening": lambda raw: b"X" + raw[1:],
     "ownership": lambda raw: b"X" + raw[1:],
-    "linear": lambda raw: raw[:48] + b"\xff" * 32,
+    "binding": lambda raw: raw[:48] + b"\xff" * 32,
 }
 
 

@@ -9,17 +9,17 @@ import pytest
 from zk_testutil import SMALL, non_subgroup_point, off_curve_x
 
 from zk import (
+    BindingProof,
     Committer,
     Context,
-    LinearProof,
     OpeningProof,
     ProofRejected,
     ZkFormatError,
     open_chunk,
-    prove_linear,
+    prove_binding,
     prove_opening,
+    verify_binding,
     verify_chunk_opening,
-    verify_linear,
     verify_opening,
 )
 from zk.backend import CURVE_ORDER as R
@@ -126,52 +126,68 @@ def test_malformed_proof_bytes_are_format_errors(committed) -> None:
         with pytest.raises(ZkFormatError):
             OpeningProof.from_bytes(bad)
     with pytest.raises(ZkFormatError):
-        LinearProof.from_bytes(b"\x00" * 79)
+        BindingProof.from_bytes(b"\x00" * 79)
+
+
+BOUND = Context(RUN, 3, b"\x11" * 32)  # run, checkpoint, and the chain's state digest
 
 
 @pytest.fixture(scope="module")
-def linear(committer: Committer, vec: np.ndarray):
-    delta = np.random.default_rng(6).integers(-500, 500, N)
-    old = committer.commit_values(vec)
-    new = committer.commit_values(vec + delta)
-    dc = committer.commit_values(delta)
-    proof = prove_linear(committer, RUN, 0, 1, old, new, dc)
-    return old, new, dc, delta, proof
+def bound(committer: Committer, vec: np.ndarray):
+    com, blind = committer.commit_values(vec)
+    return com, blind, prove_binding(committer, BOUND, com, blind)
 
 
-def test_linear_relation_verifies(committer: Committer, linear) -> None:
-    old, new, dc, _, proof = linear
-    verify_linear(committer, RUN, 0, 1, old[0], new[0], dc[0], proof)
-    assert LinearProof.from_bytes(proof.to_bytes()) == proof
+def test_binding_proof_verifies_against_the_committed_values(committer: Committer, bound, vec: np.ndarray) -> None:
+    com, _, proof = bound
+    verify_binding(committer, BOUND, com, vec, proof)
+    assert BindingProof.from_bytes(proof.to_bytes()) == proof
 
 
-def test_linear_relation_with_wrong_delta_fails(committer: Committer, linear, vec: np.ndarray) -> None:
-    old, new, _, delta, _ = linear
-    bad = delta.copy()
-    bad[0] += 1
-    dc_bad = committer.commit_values(bad)
-    proof = prove_linear(committer, RUN, 0, 1, old, new, dc_bad)
+def test_binding_fails_for_any_other_values(committer: Committer, bound, vec: np.ndarray) -> None:
+    com, _, proof = bound
+    for i in (0, SMALL, N - 1):  # one value changed, in each chunk
+        other = vec.copy()
+        other[i] += 1
+        with pytest.raises(ProofRejected, match="does not open"):
+            verify_binding(committer, BOUND, com, other, proof)
     with pytest.raises(ProofRejected):
-        verify_linear(committer, RUN, 0, 1, old[0], new[0], dc_bad[0], proof)
+        verify_binding(committer, BOUND, com, vec[:-1], proof)
 
 
-def test_linear_relation_with_wrong_blinding_fails(committer: Committer, linear) -> None:
-    old, new, dc, _, _ = linear
-    proof = prove_linear(committer, RUN, 0, 1, old, new, (dc[0], [b + 1 for b in dc[1]]))
-    with pytest.raises(ProofRejected):
-        verify_linear(committer, RUN, 0, 1, old[0], new[0], dc[0], proof)
+def test_binding_of_a_commitment_to_other_weights_fails(committer: Committer, vec: np.ndarray) -> None:
+    # The forger commits to zeros (or anything) and proves honestly about its own commitment:
+    # the verifier, holding the real values, rejects it.
+    for forged in (np.zeros_like(vec), vec[::-1].copy(), vec + 1):
+        com, blind = committer.commit_values(forged)
+        proof = prove_binding(committer, BOUND, com, blind)
+        verify_binding(committer, BOUND, com, forged, proof)  # about the forged values, it is true
+        with pytest.raises(ProofRejected):
+            verify_binding(committer, BOUND, com, vec, proof)
 
 
-def test_linear_proof_does_not_transfer(committer: Committer, linear) -> None:
-    old, new, dc, _, proof = linear
+def test_binding_with_wrong_blindings_fails(committer: Committer, bound, vec: np.ndarray) -> None:
+    com, blind, _ = bound
+    proof = prove_binding(committer, BOUND, com, [blind[0], blind[1] + 1, blind[2]])
     with pytest.raises(ProofRejected):
-        verify_linear(committer, b"\x00" * 32, 0, 1, old[0], new[0], dc[0], proof)  # other run
+        verify_binding(committer, BOUND, com, vec, proof)
+
+
+@pytest.mark.parametrize("ctx", [Context(b"\x43" * 32, 3, b"\x11" * 32), Context(RUN, 4, b"\x11" * 32),
+                                 Context(RUN, 3, b"\x12" * 32), Context(RUN, 3)])
+def test_binding_proof_does_not_transfer(committer: Committer, bound, vec: np.ndarray, ctx: Context) -> None:
+    com, _, proof = bound
     with pytest.raises(ProofRejected):
-        verify_linear(committer, RUN, 1, 2, old[0], new[0], dc[0], proof)  # other checkpoints
-    with pytest.raises(ProofRejected):
-        verify_linear(committer, RUN, 0, 1, new[0], old[0], dc[0], proof)  # swapped
-    with pytest.raises(ProofRejected):
-        verify_linear(committer, RUN, 0, 1, old[0], new[0], dc[0], LinearProof(proof.t, (proof.z + 1) % R))
+        verify_binding(committer, ctx, com, vec, proof)
+
+
+def test_tampered_binding_proof_fails(committer: Committer, bound, vec: np.ndarray) -> None:
+    com, _, proof = bound
+    be = committer.backend
+    for bad in (dataclasses.replace(proof, z=(proof.z + 1) % R),
+                dataclasses.replace(proof, t=be.encode(be.mul(committer.generators.h, 7)))):
+        with pytest.raises(ProofRejected):
+            verify_binding(committer, BOUND, com, vec, bad)
 
 
 def test_chunk_opening_verifies_and_detects_tampering(committer: Committer, committed, vec: np.ndarray) -> None:
