@@ -47,8 +47,9 @@ def model_weights(state: State) -> State:
     return {k[len(MODEL):]: v for k, v in state.items() if k.startswith(MODEL)}
 
 
-def capture(model: Any, optimizer: Any, step: int, names: list[str], lr: float) -> State:
-    """The state after ``step`` steps; ``lr`` is the committed base learning rate of the last step."""
+def capture(model: Any, optimizer: Any, step: int, names: list[str], lr: float | None = None) -> State:
+    """The state after ``step`` steps; ``lr`` is the committed base learning rate of the last step
+    (default: the first parameter group's current rate)."""
     import torch
 
     state: State = {MODEL + k: _np(v) for k, v in model.state_dict().items()}
@@ -58,7 +59,7 @@ def capture(model: Any, optimizer: Any, step: int, names: list[str], lr: float) 
                 state[f"{OPTIM_STATE}{names[idx]}/{key}"] = _np(value)
             elif value is not None:
                 state[f"{OPTIM_STATE}{names[idx]}/{key}"] = np.asarray(value, dtype=np.float64)
-    state["optim/lr"] = np.asarray(lr, dtype=np.float64)
+    state["optim/lr"] = np.asarray(optimizer.param_groups[0]["lr"] if lr is None else lr, dtype=np.float64)
     state["rng/torch_cpu"] = torch.get_rng_state().numpy().copy()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["rng/torch_cuda"] = torch.cuda.get_rng_state().numpy().copy()

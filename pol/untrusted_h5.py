@@ -91,6 +91,26 @@ class Node:
     def is_group(self) -> bool:
         return self.kind == "group"
 
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if not self.is_group else 0
+
+    def __getitem__(self, key: Any) -> Any:
+        """``node[name]`` for a member (h5py-like); ``node[()]`` or a slice for a dataset's values."""
+        if isinstance(key, str):
+            child = self.get(key)
+            if child is None:
+                raise KeyError(key)
+            return child
+        return self.read()[key]
+
+    def keys(self) -> list[str]:
+        return list(self.members)
+
     def __contains__(self, name: str) -> bool:
         return self.get(name) is not None
 

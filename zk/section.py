@@ -197,8 +197,9 @@ def _dataset(g: Any, name: str, shape: tuple[int | None, ...], kinds: str) -> np
     if nbytes > MAX_DATASET_BYTES:
         raise ZkFormatError(f"/zk/{name} declares {nbytes} bytes; at most {MAX_DATASET_BYTES} are read")
     # Unfiltered data occupies its full size on disk; less means unwritten (fill-value) regions,
-    # i.e. a small file declaring a huge array.
-    if nbytes > 1 << 20 and not ds.id.get_create_plist().get_nfilters() and ds.id.get_storage_size() < nbytes:
+    # i.e. a small file declaring a huge array. (A sanitised copy, pol.untrusted_h5, was bounded already.)
+    if nbytes > 1 << 20 and hasattr(ds, "id") and not ds.id.get_create_plist().get_nfilters() \
+            and ds.id.get_storage_size() < nbytes:
         raise ZkFormatError(f"/zk/{name} declares {nbytes} bytes but stores {ds.id.get_storage_size()}")
     return np.asarray(ds[()])
 
@@ -213,20 +214,31 @@ def _open_h5(path: str | os.PathLike[str], what: str) -> Any:
         raise ZkFormatError(f"{path} is not a readable {what} ({exc})") from None
 
 
-def read_section(path: str | os.PathLike[str]) -> ZkSection:
-    """Parse and validate the ``/zk`` group (raises ZkFormatError if absent or malformed)."""
-    import h5py
+def read_section(source: Any) -> ZkSection:
+    """Parse and validate the ``/zk`` group of a proof (a path, or an open ProofReader whose
+    sanitised tree holds it); raises ZkFormatError if absent or malformed. A path is read through
+    the sandboxed reader (:mod:`pol.untrusted_h5`): a proof file is untrusted input."""
+    if hasattr(source, "section"):
+        return _section_from(source.section(GROUP), source.path)
+    from pol.errors import ProofFormatError
+    from pol.untrusted_h5 import UntrustedFile
 
-    with _open_h5(path, "HDF5 file") as f:
-        if GROUP not in f or not isinstance(f[GROUP], h5py.Group):
-            raise ZkFormatError(f"{path} has no /{GROUP} section (run `pol zk commit` first)")
-        g = f[GROUP]
-        try:
-            return _parse_section(g)
-        except ZkFormatError:
-            raise
-        except (KeyError, ValueError, TypeError, OSError, RuntimeError) as exc:
-            raise ZkFormatError(f"/zk is malformed: {exc}") from None
+    try:
+        with UntrustedFile(source, what="proof file") as f:
+            return _section_from(f.root.get(GROUP), source)
+    except ProofFormatError as exc:
+        raise ZkFormatError(str(exc)) from None
+
+
+def _section_from(g: Any, path: Any) -> ZkSection:
+    if g is None or not g.is_group:
+        raise ZkFormatError(f"{path} has no /{GROUP} section (run `pol zk commit` first)")
+    try:
+        return _parse_section(g)
+    except ZkFormatError:
+        raise
+    except (KeyError, ValueError, TypeError, OSError, RuntimeError) as exc:
+        raise ZkFormatError(f"/zk is malformed: {exc}") from None
 
 
 def _parse_section(g: Any) -> ZkSection:

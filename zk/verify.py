@@ -124,7 +124,7 @@ def verify_zk_section(
 
 def _judge(reader: Any, verify_key: Any, policy: ZkPolicy, backend: Backend | None, ownership: Any, openings: Any,
            sample: int | None, seed: int | None, chain: bool, cache_dir: Any) -> ZkResult:
-    section = read_section(reader.path)
+    section = read_section(reader)
     result = ZkResult(trusted=verify_key is not None)
     result.info["zk_policy"] = policy.describe()
     if not _accept_section(result, reader, section, verify_key, policy):
@@ -188,8 +188,10 @@ def _chain_check(result: ZkResult, reader: Any) -> None:
     from verifier import checks
     from verifier.scan import scan_checkpoints
 
-    parts = [checks.plan_signature_check(reader), checks.final_signature_check(reader),
-             checks.chain_check(reader, scan_checkpoints(reader))]
+    scan = scan_checkpoints(reader)
+    parts = [checks.plan_signature_check(reader), checks.final_signature_check(reader), checks.chain_check(reader),
+             checks.Check("checkpoints", not scan.digest_mismatch, "",
+                          f"checkpoint(s) {scan.digest_mismatch[:6]} do not hash to the committed state digest")]
     failed = [c for c in parts if c.passed is not True]
     result.add("zk.chain", not failed, f"{len(reader.state_digests)} links",
                "plan and final signatures verify and every stored checkpoint hashes to its chain link"

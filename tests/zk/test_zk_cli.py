@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -297,22 +298,28 @@ def test_section_that_declares_huge_arrays_exits_2(copy: Path, breakage: str,
             g.create_dataset("checkpoints", data=np.arange(1 << 16, dtype=np.int64))
             _declare(g, "commitments", (1 << 16, n_chunks, 48))
             assert (1 << 16) * n_chunks > MAX_TOTAL_CHUNKS
-            expect = "at most"
+            expect = "at most|budget"  # the zk cap, or before it the sandboxed reader's byte budget
         elif breakage == "unwritten_commitments":
             # within the caps, but 3 MiB of commitments that the file does not hold
             n_chunks = 1 << 14
             _set_layout(g, [[CHUNK * n_chunks]], CHUNK * n_chunks)
             _declare(g, "commitments", (n, n_chunks, 48))
-            expect = "but stores 0"
+            expect = ""
         else:
             # 2^32 * 2^32 wraps to 0 in int64, so the total would have matched length 1000
             _set_layout(g, [[1 << 32, 1 << 32], [1000]], 1000)
             expect = "layout"
+    if breakage == "unwritten_commitments":
+        # Through the sandboxed reader an unwritten region is a bounded copy of fill values (zeros): cheap,
+        # and not a commitment to anything. It must not verify.
+        code, out, err = run_pol(["zk", "verify", copy, "--json"], capsys)
+        assert code in (1, 2) and "Traceback" not in err and "internal error" not in err, (code, out, err)
+        return
     with pytest.raises(ZkFormatError, match=expect):
         read_section(copy)
     code, out, err = run_pol(["zk", "verify", copy, "--json"], capsys)
     assert code == 2 and out == "" and err.startswith("pol: error:") and err.count("\n") == 1, err
-    assert expect in err
+    assert re.search(expect, err)
 
 
 def test_bad_cli_input_exits_2(committed: Path, keys: dict[str, Path], tmp_path: Path,
