@@ -425,6 +425,12 @@ class ProofReader:
         parts = {name: np.asarray(group.members[name].read()).tobytes() for name in ("index", "deltas", "plain")}
         return _codec.decode_checkpoint(_codec.Encoded(**parts), previous, MAX_ELEMENTS)
 
+    def use_seeded_base(self, state: dict[str, np.ndarray]) -> None:
+        """Decode checkpoint 0 of a compact proof against this initial state (its ``model/`` part),
+        e.g. one built in a process that reproduces the recorded environment."""
+        self._seeded = {k: v for k, v in state.items() if k.startswith(MODEL)}
+        self._cache = None
+
     def _seeded_base(self) -> dict[str, np.ndarray]:
         """The model the plan's seed builds on this stack (checkpoint 0 of a compact proof is
         coded against it; its digest check then also checks this stack's initialisation)."""

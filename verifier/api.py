@@ -154,8 +154,9 @@ def verify_open(reader: ProofReader, *, public_key: str | TrustedKey | None = No
                          opts.use_embedded_response)
     with ReplayPool(config, opts.workers) as pool:  # workers start now, overlapping the checks below
         data = load_data(data_spec, data_kwargs)
+        expected = pool.expected_initial_state(reader)
+        reader.use_seeded_base(expected)  # compact proofs code checkpoint 0 against it
         scan = scan_checkpoints(reader)
-        expected = checks.expected_initial_state(reader, model_spec)
         later = [checks.checkpoints_check(reader, scan, model_layout(expected)),
                  checks.plan_consistency_check(reader, scan, len(data.train), committed_order=not legacy),
                  checks.final_weights_check(reader)]

@@ -295,6 +295,13 @@ def _ready() -> bool:
     return _WORKER is not None
 
 
+def _expected_initial_in_worker() -> State:
+    assert _WORKER is not None
+    from verifier.checks import expected_initial_state
+
+    return expected_initial_state(_WORKER.reader, _WORKER.config.model_spec)
+
+
 def _judge_in_worker(unit: "int | tuple[str, int]", tolerance: Tolerance) -> SegmentOutcome:
     assert _WORKER is not None
     _WORKER.config = replace(_WORKER.config, tolerance=tolerance)
@@ -327,6 +334,15 @@ class ReplayPool:
                 for _ in range(self._spawned):
                     self._pool.submit(_ready)  # the executor spawns processes on submit: start them now
         self.workers = workers
+
+    def expected_initial_state(self, reader: ProofReader) -> State:
+        """The initial state the run seed builds, computed where replay runs (the seeded init depends on
+        the CPU kernel family too, so it is built in the reproduced environment when that is a worker)."""
+        from verifier.checks import expected_initial_state
+
+        if self.in_parent:
+            return expected_initial_state(reader, self.config.model_spec)
+        return self._pool.submit(_expected_initial_in_worker).result()
 
     def judge(self, segments: list[Any], tolerance: Tolerance, advance: Any = None,
               data: TaskData | None = None) -> list[SegmentOutcome]:
