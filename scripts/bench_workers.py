@@ -104,6 +104,12 @@ def evaluate(run: dict[str, Any], summary: dict[str, Any], workers: int) -> dict
             "replayed_worker_steps": summary["replayed_worker_steps"]}
 
 
+def heldout_size() -> int:
+    from pol.tasks import load_data
+
+    return len(load_data("digits-mlp").heldout)
+
+
 def run_job(d: Path, runs: list[dict[str, Any]], workers: int) -> tuple[list[dict[str, Any]], float]:
     from pol.keys import generate_keypair
     from pol.workers.config import NodeConfig, RunSpec
@@ -160,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                   "default_policy": {"replay_fraction": 1.0, "exclusion": "ban"}},
         "aggregators": aggregators,
         "all_honest_accuracy": all_honest,
+        "heldout_samples": heldout_size(),
         "clean_backdoor_accuracy": honest_fa[0]["backdoor_accuracy"],
         "replay_verified": {
             "malicious_accepted": sum(v["malicious_accepted"] for v in rv.values()),
@@ -167,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             "honest_rejected": sum(v["honest_rejected"] for v in rv.values()) + sum(h["honest_rejected"]
                                                                                  for h in honest_rv),
             "max_accuracy_drop": round(100 * max(all_honest - v["main_accuracy"] for v in rv.values()), 2),
+            "mean_accuracy_drop": round(100 * sum(all_honest - v["main_accuracy"] for v in rv.values()) / len(rv), 2),
             "max_backdoor_accuracy": max(v["backdoor_accuracy"] for v in rv.values()),
             "honest_run_equals_fedavg": honest_rv[0]["main_accuracy"] == all_honest,
         },

@@ -167,3 +167,16 @@ def test_the_record_names_each_submission_by_digest(verified_log: str) -> None:
     rec = json.loads(log.rounds[0].record_bytes)
     named = {s["worker"]: s["digest"] for s in rec["submissions"] if "digest" in s}
     assert named == {w: submission_digest(raw) for w, raw in log.rounds[0].submissions.items()}
+
+
+def test_reordered_signed_rounds_break_the_chain(verified_log: str, wk_keys, tmp_path: Path) -> None:
+    """Each record keeps its valid signature; only the links show that two rounds were swapped."""
+    dst = tmp_path / "reordered.h5"
+    shutil.copy(verified_log, dst)
+    with h5py.File(dst, "r+") as f:
+        f.move("rounds/000001", "rounds/tmp")
+        f.move("rounds/000002", "rounds/000001")
+        f.move("rounds/tmp", "rounds/000002")
+    report = verify_log(dst, public_key=str(wk_keys / "coordinator.pub"), options=ALL)
+    assert "chain" in _failed(report) and "does not link" in report.check("chain").detail
+    assert "signature does not verify" not in report.check("chain").detail
