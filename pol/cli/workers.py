@@ -126,11 +126,14 @@ def _train_document(out: str, spec: Any, summary: dict[str, Any], workers: int, 
         accepted = sum(s["status"] == "accepted" for s in mine)
         rejected = [s for s in mine if s["status"] == "rejected"]
         missing = sum(s["status"] == "missing" for s in mine)
+        excluded = sum(s["status"] == "excluded" for s in mine)
         detail = (f"first rejected in round {rejected[0]['round']} by the {rejected[0]['check']} check"
                   if rejected else ("missing in some rounds (crashed or timed out)" if missing else ""))
         checks.append({"name": f"worker {w} ({behaviours.get(str(w), 'honest')})",
                        "passed": (not rejected) if not missing or rejected else None,
-                       "figure": f"{accepted}/{len(mine)} rounds accepted", "detail": detail})
+                       "figure": f"{accepted} of {accepted + len(rejected)} submissions accepted"
+                                 + (f", excluded from {excluded} rounds" if excluded else ""),
+                       "detail": detail})
     trained, replayed = run["trained_worker_steps"], run["replayed_worker_steps"]
     return {"schema_version": 1, "verdict": "completed", "checks": checks, "log": out,
             "aggregator": spec.aggregator, "rounds": spec.rounds, "main_accuracy": round(main_accuracy, 4),

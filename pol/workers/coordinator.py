@@ -195,7 +195,9 @@ class Coordinator:
                 summary.submissions.append({"round": r, "worker": w, "status": e["status"], "check": None,
                                             "replayed": False})
         new_digest = weights_digest(result.weights)
-        log.write_round({"global_in": digest.hex(), "global_out": new_digest.hex(),
+        replay_note = {"replayed": len(to_replay), "of": len(received),
+                       "detection_probability": round(len(to_replay) / len(received), 6) if received else None}
+        log.write_round({"global_in": digest.hex(), "global_out": new_digest.hex(), "replay": replay_note,
                          "submissions": [entries[w] for w in plan.worker_ids],
                          "aggregation": {"rule": rule, "inputs": result.inputs, "selected": result.selected},
                          "excluded_after": sorted(set(banned) | (set(self.lost) & set(plan.worker_ids)))},

@@ -39,7 +39,7 @@ FAILURES: dict[str, Attack] = {a.name: a for a in (
     Crash("crash", "process exits mid-round"),
     Hang("hang", "stops answering mid-round"),
     *(Malformed(f"malformed-{k}", f"malformed submission: {k}", k)
-      for k in ("garbage", "truncated", "shape", "nan", "signature", "impersonation")),
+      for k in ("garbage", "truncated", "shape", "nan", "signature", "impersonation", "oversized")),
 )}
 BEHAVIOURS: dict[str, Attack] = {**ATTACKS, **FAILURES}
 

@@ -57,6 +57,8 @@ class Malformed(Attack):
             return ctx.prove({k: np.zeros((2, 2), np.float32) for k in ctx.global_weights})
         if kind == "nan":
             return ctx.prove({k: np.full_like(v, np.nan) for k, v in ctx.global_weights.items()})
+        if kind == "oversized":  # more bytes than the coordinator accepts in one message
+            return bytes(ctx.memory.get("oversized_bytes", 2 << 20))
         if kind == "signature":
             from nacl.signing import SigningKey
 

@@ -22,7 +22,7 @@ def wk_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pol.keys import generate_keypair
 
     d = tmp_path_factory.mktemp("wk_keys")
-    for name in ["coordinator", "other"] + [f"worker{w}" for w in range(1, WORKERS + 1)]:
+    for name in ["coordinator", "other"] + [f"worker{w}" for w in range(1, WORKERS + 2)]:
         generate_keypair(d / name)
     return d
 

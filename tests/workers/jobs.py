@@ -10,12 +10,12 @@ WORKERS = 4
 
 
 def run_job(d: Path, keys: Path, runs: list[dict[str, Any]], workers: int = WORKERS, timeout_s: float = 300,
-            grace_s: float = 10.0) -> dict[str, Any]:
+            grace_s: float = 10.0, **node: Any) -> dict[str, Any]:
     from pol.workers.config import NodeConfig, RunSpec
     from pol.workers.launch import launch_local
 
     config = NodeConfig([RunSpec(**r) for r in runs], str(keys / "coordinator.key"), str(keys / "worker{rank}.key"),
-                        summary=str(d / "summary.json"), overwrite=True)
+                        summary=str(d / "summary.json"), overwrite=True, **node)
     config.save(d / "job.json")
     launched = launch_local(d / "job.json", workers, timeout_s=timeout_s, grace_s=grace_s)
     summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else None

@@ -45,11 +45,11 @@ def test_the_verified_run_equals_fedavg_over_the_honest_workers(attack_job, wk_k
     assert all(np.array_equal(weights[k], log.final_weights[k]) for k in weights)
 
 
-def test_a_crashed_a_hung_and_a_malformed_worker_do_not_stop_the_rounds(tmp_path: Path, wk_keys: Path) -> None:
+def test_crashed_hung_malformed_and_oversized_workers_do_not_stop_the_rounds(tmp_path: Path, wk_keys: Path) -> None:
+    behaviours = {"2": "malformed-garbage", "3": "crash", "4": "hang", "5": "malformed-oversized"}
     job = run_job(tmp_path, wk_keys, [dict(out=str(tmp_path / "faults.h5"), rounds=3, local_steps=4,
-                                           round_timeout_s=6.0, behaviours={"2": "malformed-garbage", "3": "crash",
-                                                                            "4": "hang"})],
-                  grace_s=2.0)
+                                           round_timeout_s=6.0, behaviours=behaviours)],
+                  workers=5, grace_s=2.0, max_message_bytes=1 << 20)
     launch = job["launch"]
     assert launch.coordinator_exit == 0
     assert launch.worker_exits[3] == 17          # the crash behaviour's os._exit code: a real process died
@@ -57,10 +57,11 @@ def test_a_crashed_a_hung_and_a_malformed_worker_do_not_stop_the_rounds(tmp_path
     st = statuses(job["summary"]["runs"][0])
     assert all(st[(r, 1)] == "accepted" for r in range(3))            # nothing lost for the honest worker
     assert st[(0, 2)] == "rejected" and st[(0, 3)] == st[(0, 4)] == "accepted"
+    assert st[(0, 5)] == "missing"                                     # its message was refused unread
     assert st[(1, 3)] == st[(1, 4)] == "missing"
-    assert st[(2, 3)] == st[(2, 4)] == "excluded"
+    assert all(st[(2, w)] == "excluded" for w in (2, 3, 4, 5))
     lost = job["summary"]["lost"]
-    assert "connection lost" in lost["3"] and "timed out" in lost["4"]
+    assert "connection lost" in lost["3"] and "timed out" in lost["4"] and "limit 1048576" in lost["5"]
     rejected = [s for s in job["summary"]["runs"][0]["submissions"] if s["status"] == "rejected"]
     assert [s["check"] for s in rejected] == ["format"]
 
