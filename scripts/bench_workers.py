@@ -122,8 +122,8 @@ def run_job(d: Path, runs: list[dict[str, Any]], workers: int) -> tuple[list[dic
     config.save(d / "job.json")
     log(NAME, f"{len(runs)} federated runs, {workers} workers, one torch.distributed job")
     result = launch_local(d / "job.json", workers, timeout_s=7200)
-    if result.coordinator_exit != 0:
-        raise SystemExit(f"the job failed (coordinator exit {result.coordinator_exit})")
+    if result.coordinator_exit != 0 or any(code != 0 for code in result.worker_exits.values()):
+        raise SystemExit(f"the job failed (coordinator exit {result.coordinator_exit}, workers {result.worker_exits})")
     return json.loads((d / "summary.json").read_text())["runs"], result.seconds
 
 

@@ -70,8 +70,9 @@ def serve(net: Network, config: NodeConfig, device: str) -> None:
             proof = behaviour(ctx)
             if proof is not None:
                 chan.send(proof, config.idle_timeout_s)
-        elif kind == "excluded" and config.verbose:
-            _say(rank, f"excluded from run {header.get('run')}: {header.get('reason')}")
+        elif kind == "excluded":
+            if config.verbose:
+                _say(rank, f"excluded from run {header.get('run')}: {header.get('reason')}")
         elif kind == "end-run":
             plan, trainer, behaviour = None, None, None
         else:

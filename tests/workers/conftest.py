@@ -77,4 +77,4 @@ def attack_job(tmp_path_factory: pytest.TempPathFactory, wk_keys: Path) -> dict[
     return run_job(d, wk_keys, [dict(out=str(d / "verified.h5"), aggregator="replay_verified", rounds=3, local_steps=4,
                                      behaviours=behaviours),
                                 dict(out=str(d / "fedavg.h5"), aggregator="fedavg", rounds=3, local_steps=4,
-                                     behaviours=behaviours)])
+                                     behaviours=behaviours)], verbose=False)
