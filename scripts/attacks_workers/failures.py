@@ -15,8 +15,8 @@ from scripts.attacks_workers.attacks import Attack
 FAIL_ROUND = 1   # rounds before this one are honest
 
 
-class Crash(Attack):
-    """Round 1: trains half the local steps, then the process exits (os._exit)."""
+class FailsMidRun(Attack):
+    """Honest before FAIL_ROUND; from then on ``fail(ctx)`` decides what (if anything) is sent."""
 
     def malicious_in(self, round_index: int) -> bool:
         return round_index >= FAIL_ROUND
@@ -24,19 +24,24 @@ class Crash(Attack):
     def __call__(self, ctx: RoundContext) -> bytes | None:
         if ctx.round < FAIL_ROUND:
             return ctx.prove_result(ctx.honest())
+        return self.fail(ctx)
+
+    def fail(self, ctx: RoundContext) -> bytes | None:
+        raise NotImplementedError
+
+
+class Crash(FailsMidRun):
+    """Round 1: trains half the local steps, then the process exits (os._exit)."""
+
+    def fail(self, ctx: RoundContext) -> bytes | None:
         ctx.trainer.run(ctx.global_weights, ctx.worker, ctx.round, indices=ctx.indices[: ctx.plan.local_steps // 2])
         os._exit(17)
 
 
-class Hang(Attack):
+class Hang(FailsMidRun):
     """Round 1: stops answering (sleeps far longer than any round timeout)."""
 
-    def malicious_in(self, round_index: int) -> bool:
-        return round_index >= FAIL_ROUND
-
-    def __call__(self, ctx: RoundContext) -> bytes | None:
-        if ctx.round < FAIL_ROUND:
-            return ctx.prove_result(ctx.honest())
+    def fail(self, ctx: RoundContext) -> bytes | None:
         time.sleep(3600)
         return None
 
