@@ -87,13 +87,14 @@ def test_malformed_logs_exit_2_with_a_clear_reason(tmp_path: Path, capsys, make,
     assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_a_log_with_a_malformed_round_record_exits_2(trained: dict, tmp_path: Path, capsys) -> None:
+def test_a_log_with_a_malformed_round_record_exits_2(attack_job: dict, wk_keys: Path, tmp_path: Path,
+                                                    capsys) -> None:
     import shutil
 
     dst = tmp_path / "bad-record.h5"
-    shutil.copy(trained["log"], dst)
+    shutil.copy(attack_job["runs"][0]["out"], dst)
     with h5py.File(dst, "r+") as f:
         del f["rounds/000000/record"]
         _bytes(f["rounds/000000"], "record", b"[1, 2]")
-    code, _, err = run_pol(["workers", "verify", dst, "--key", trained["pub"]], capsys)
+    code, _, err = run_pol(["workers", "verify", dst, "--key", wk_keys / "coordinator.pub"], capsys)
     assert code == 2 and "not a pol-workers-round-v1 record" in err
