@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from pol.datacommit import sample_digests
 from pol.envinfo import environment_fingerprint, exact_mismatches, pick_device

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from pol.datacommit import data_root, sample_digests
-from pol.envinfo import environment_fingerprint
+from pol.datacommit import sample_digests
+from pol.envinfo import environment_fingerprint, exact_mismatches
 from pol.hashing import contiguous, weights_digest
 from pol.keys import load_signing_key, sign
 from pol.merkle import merkle_root
@@ -68,6 +68,17 @@ def build_plan(spec: RunSpec, public_keys: dict[int, bytes], coordinator_key: by
         environment=environment_fingerprint(device), created_at=utc_now())
 
 
+def environment_problem(worker_env: Any, own: dict[str, Any]) -> str | None:
+    """Why a worker's stack rules out bitwise replay on the coordinator's, or None."""
+    if not isinstance(worker_env, dict):
+        return "its hello names no environment"
+    differs = exact_mismatches(own, worker_env)
+    if differs:
+        return (f"its stack differs from the coordinator's in {', '.join(differs)}; rounds could not replay "
+                "bitwise (run every node on the same stack)")
+    return None
+
+
 def replay_sample(candidates: list[int], fraction: float, rng: secrets.SystemRandom) -> set[int]:
     """``ceil(fraction * k)`` of the ``k`` candidates, drawn with randomness no worker sees."""
     m = min(len(candidates), math.ceil(fraction * len(candidates) - 1e-9))
@@ -100,12 +111,18 @@ class Coordinator:
         self.say(f"worker {worker} lost: {reason}")
 
     def register(self) -> None:
+        own = environment_fingerprint(self.device)
         for w, chan in sorted(self.net.channels.items()):
             try:
                 header, _ = decode_frame(chan.recv(self.config.idle_timeout_s, 1 << 20))
                 if header.get("type") != "hello" or msg_field(header, "worker", int) != w:
                     raise WorkersFormatError("the first message is not this worker's hello")
-                self.public_keys[w] = hex_digest(header, "public_key")
+                key = hex_digest(header, "public_key")
+                problem = environment_problem(header.get("environment"), own)
+                if problem:
+                    self._send(w, encode_frame({"type": "shutdown", "reason": problem}), 30.0)
+                    raise WorkersFormatError(problem)
+                self.public_keys[w] = key
             except (PeerLost, WorkersFormatError) as exc:
                 self._lose(w, f"registration failed: {exc}")
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from pol.datacommit import data_root, sample_digests
+from pol.datacommit import sample_digests
 from pol.errors import InputError
 from pol.hashing import weights_digest
 from pol.keys import load_signing_key, verify_signature
+from pol.merkle import merkle_root
 from pol.tasks import load_data
 from pol.workers.behaviour import RoundContext, load_behaviour
 from pol.workers.config import NodeConfig
@@ -31,8 +32,6 @@ def check_plan(plan: FederatedPlan, signature: bytes, rank: int, public_key: byt
     if entry.public_key != public_key.hex():
         raise InputError(f"the plan registers another key for worker {rank}")
     digests = sample_digests(dataset)
-    from pol.merkle import merkle_root
-
     if merkle_root(digests).hex() != plan.data["merkle_root"]:
         raise InputError("the plan's data commitment does not match the data this worker holds")
     if shard_root(digests, entry.shard).hex() != entry.shard_root:
@@ -54,6 +53,8 @@ def serve(net: Network, config: NodeConfig, device: str) -> None:
         header, tensors = decode_frame(chan.recv(config.idle_timeout_s, config.max_message_bytes))
         kind = header.get("type")
         if kind == "shutdown":
+            if header.get("reason"):
+                raise InputError(f"the coordinator refused this worker: {str(header['reason'])[:200]}")
             return
         if kind == "plan":
             plan = FederatedPlan.from_bytes(field(header, "plan", str).encode("ascii"))

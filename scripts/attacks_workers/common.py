@@ -52,7 +52,6 @@ def train_free(ctx: RoundContext, batch: Callable[[np.ndarray], tuple[Any, Any]]
                anomaly_weight: float = 0.0) -> dict[str, np.ndarray]:
     """Train from the global model on ``batch`` data; with ``anomaly_weight`` > 0 the loss adds
     that times the squared distance to the global model (Bagdasaryan et al.'s anomaly term)."""
-    import torch
     from torch.nn import functional as F
 
     trainer = ctx.trainer

@@ -114,3 +114,46 @@ def test_replay_is_bitwise_on_a_model_with_batchnorm_and_dropout(wk_keys) -> Non
     raw = ctx.prove_result(ctx.honest())
     verdict = Gate(plan, LocalTrainer(plan, data)).judge(raw, 2, 0, weights, weights_digest(weights))
     assert verdict.accepted and verdict.replayed
+
+
+def test_a_worker_on_another_stack_is_refused_at_registration() -> None:
+    from pol.envinfo import environment_fingerprint
+    from pol.workers.coordinator import environment_problem
+
+    own = environment_fingerprint("cpu")
+    assert environment_problem(dict(own), own) is None
+    assert "threads" in environment_problem({**own, "threads": own["threads"] + 1}, own)
+    assert "torch" in environment_problem({**own, "torch": "1.0"}, own)
+    assert "no environment" in environment_problem(None, own)
+
+
+def test_an_honest_worker_refuses_a_plan_that_does_not_commit_its_key_and_data(plan4, wk_keys) -> None:
+    import dataclasses
+
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from pol.errors import InputError
+    from pol.keys import load_signing_key, sign
+    from pol.tasks import load_data
+    from pol.workers.plan import PLAN_DOMAIN
+    from pol.workers.worker import check_plan
+
+    coordinator = load_signing_key(wk_keys / "coordinator.key")
+    data = load_data("digits-mlp").train
+    key1 = bytes(load_signing_key(wk_keys / "worker1.key").verify_key)
+    signature = sign(coordinator, PLAN_DOMAIN, plan4.to_bytes())
+    check_plan(plan4, signature, 1, key1, data)                                   # its own plan: accepted
+    with pytest.raises(InputError, match="another key"):
+        check_plan(plan4, signature, 1, bytes(load_signing_key(wk_keys / "worker2.key").verify_key), data)
+    x, y = data.tensors
+    with pytest.raises(InputError, match="data commitment"):
+        check_plan(plan4, signature, 1, key1, TensorDataset(x, torch.roll(y, 1)))
+    bad_shard = dataclasses.replace(plan4, workers=[dataclasses.replace(plan4.workers[0], shard_root="00" * 32),
+                                                    *plan4.workers[1:]])
+    with pytest.raises(InputError, match="shard root"):
+        check_plan(bad_shard, sign(coordinator, PLAN_DOMAIN, bad_shard.to_bytes()), 1, key1, data)
+    from pol.errors import BadSignatureError
+
+    with pytest.raises(BadSignatureError):
+        check_plan(bad_shard, signature, 1, key1, data)                           # not what the coordinator signed
