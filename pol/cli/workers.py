@@ -73,7 +73,7 @@ def train_cmd(out: str, workers: int, malicious: int, attack: str | None, aggreg
     if Path(out).exists() and not force:
         raise OutputExistsError(f"{out} exists; pass --force to replace it")
     behaviours = {str(w): attack for w in range(workers - malicious + 1, workers + 1)} if malicious else {}
-    extra_path = []
+    extra_path, behaviour = [], None
     if attack:
         if os.getcwd() not in sys.path:
             sys.path.append(os.getcwd())  # the attacks are the repository's demo code (scripts/attacks_workers)
@@ -94,7 +94,7 @@ def train_cmd(out: str, workers: int, malicious: int, attack: str | None, aggreg
         if launched.coordinator_exit != 0 or not summary_path.exists():
             raise InputError(f"the federated job did not complete (coordinator exit {launched.coordinator_exit})")
         summary = json.loads(summary_path.read_text())
-    doc = _train_document(out, spec, summary, workers, behaviours, str(Path(keys_dir) / "coordinator.pub"))
+    doc = _train_document(out, spec, summary, workers, behaviours, str(Path(keys_dir) / "coordinator.pub"), behaviour)
     if json_output:
         emit_json(doc)
     else:
@@ -109,9 +109,9 @@ def _import_root(obj: Any) -> str:
 
 
 def _train_document(out: str, spec: Any, summary: dict[str, Any], workers: int, behaviours: dict[str, str],
-                    coordinator_pub: str) -> dict[str, Any]:
+                    coordinator_pub: str, behaviour: Any = None) -> dict[str, Any]:
     from pol.tasks import load_data
-    from pol.workers.evaluate import accuracy
+    from pol.workers.evaluate import accuracy, predictions
     from pol.workers.log import read_log
     from pol.workers.plan import FederatedPlan
 
@@ -120,6 +120,9 @@ def _train_document(out: str, spec: Any, summary: dict[str, Any], workers: int, 
     plan = FederatedPlan.from_bytes(log.plan_bytes)
     heldout = load_data(spec.task).heldout
     main_accuracy = accuracy(plan.model["spec"], plan.model["kwargs"], log.final_weights, *heldout.tensors)
+    success = getattr(behaviour, "success", None)
+    attack_success = success(lambda xs: predictions(plan.model["spec"], plan.model["kwargs"], log.final_weights, xs),
+                             *heldout.tensors) if success else None
     checks = []
     for w in range(1, workers + 1):
         mine = [s for s in run["submissions"] if s["worker"] == w]
@@ -137,6 +140,7 @@ def _train_document(out: str, spec: Any, summary: dict[str, Any], workers: int, 
     trained, replayed = run["trained_worker_steps"], run["replayed_worker_steps"]
     return {"schema_version": 1, "verdict": "completed", "checks": checks, "log": out,
             "aggregator": spec.aggregator, "rounds": spec.rounds, "main_accuracy": round(main_accuracy, 4),
+            "attack_success": None if attack_success is None else round(attack_success, 4),
             "verify_compute_fraction": round(replayed / trained, 4) if trained else None,
             "coordinator_seconds": round(run["seconds"], 3), "lost_workers": summary.get("lost", {}),
             "verify_command": f"pol workers verify {out} --key {coordinator_pub}"}
@@ -149,6 +153,9 @@ def _render_train(doc: dict[str, Any]) -> None:
         mark = {True: "OK  ", False: "REJ ", None: "GONE"}[c["passed"]]
         out.write(f"  {mark} {c['name']:<34} {c['figure']}" + (f"; {c['detail']}" if c["detail"] else "") + "\n")
     out.write(f"  held-out accuracy of the final global model: {doc['main_accuracy']:.4f}\n")
+    if doc["attack_success"] is not None:
+        out.write(f"  attack success on the final model (backdoor: triggered held-out digits classified as the "
+                  f"target): {doc['attack_success']:.4f}\n")
     if doc["verify_compute_fraction"] is not None:
         out.write(f"  coordinator replayed {doc['verify_compute_fraction']:.0%} of the trained worker-steps\n")
     out.write(f"  verify the run: {doc['verify_command']}\n")

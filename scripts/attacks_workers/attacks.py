@@ -5,12 +5,21 @@ batches: what they cannot produce is an end state that the committed training re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pol.workers.behaviour import RoundContext
-from scripts.attacks_workers.common import flipped, poisoned, replacement_gamma, scaled, train_free
+from scripts.attacks_workers.common import (
+    backdoor_accuracy,
+    flipped,
+    poisoned,
+    replacement_gamma,
+    scaled,
+    train_free,
+)
 
 
 @dataclass(frozen=True)
@@ -21,8 +30,20 @@ class Attack:
     def malicious_in(self, round_index: int) -> bool:
         return True
 
+    def success(self, predict: Callable[[Any], np.ndarray], x: Any, y: Any) -> float | None:
+        """How well the attack worked on a final model (None: judged by accuracy alone)."""
+        return None
 
-class ModelReplacement(Attack):
+
+class Backdoor(Attack):
+    """Attacks whose success is the backdoor: the share of triggered held-out digits of other
+    classes that the model classifies as the target label."""
+
+    def success(self, predict: Callable[[Any], np.ndarray], x: Any, y: Any) -> float | None:
+        return backdoor_accuracy(predict, x, y)
+
+
+class ModelReplacement(Backdoor):
     """Bagdasaryan et al.: train a backdoored model X, submit G + gamma (X - G), gamma = n / eta."""
 
     def __call__(self, ctx: RoundContext) -> bytes:
@@ -30,7 +51,7 @@ class ModelReplacement(Attack):
         return ctx.prove(scaled(ctx.global_weights, backdoored, replacement_gamma(ctx)))
 
 
-class ConstrainAndScale(Attack):
+class ConstrainAndScale(Backdoor):
     """Backdoor training with the anomaly term (stay close to G), then scaled by gamma = n / eta."""
 
     def __call__(self, ctx: RoundContext) -> bytes:
@@ -38,7 +59,7 @@ class ConstrainAndScale(Attack):
         return ctx.prove(scaled(ctx.global_weights, backdoored, replacement_gamma(ctx)))
 
 
-class NaiveBackdoor(Attack):
+class NaiveBackdoor(Backdoor):
     """Trains the committed steps on its shard with triggered, relabelled samples mixed in."""
 
     def __call__(self, ctx: RoundContext) -> bytes:
@@ -95,7 +116,7 @@ class StaleUpdate(Attack):
         return ctx.prove({k: (g + ctx.memory["delta"][k]).astype(g.dtype) for k, g in ctx.global_weights.items()})
 
 
-class Sybil(Attack):
+class Sybil(Backdoor):
     """All sybil identities submit the same backdoored update, trained from G on the data set's
     first 256 samples (known to all of them) and scaled by n / f, so that together they replace G."""
 

@@ -35,6 +35,7 @@ def test_train_reports_the_attacker_rejected_and_the_honest_worker_admitted(trai
     attacker = by_name["worker 2 (model-replacement)"]
     assert attacker["passed"] is False and "replay" in attacker["detail"]
     assert doc["verify_compute_fraction"] == 1.0 and 0.0 < doc["main_accuracy"] <= 1.0
+    assert doc["attack_success"] is not None and doc["attack_success"] < 0.2   # no backdoor got in
 
 
 def test_workers_verify_and_pol_verify_accept_the_log(trained: dict, capsys) -> None:
