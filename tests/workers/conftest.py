@@ -70,7 +70,7 @@ def make_ctx(plan4: Any, trainer: Any, global0: dict, wk_keys: Path) -> Any:
 def attack_job(tmp_path_factory: pytest.TempPathFactory, wk_keys: Path) -> dict[str, Any]:
     """A real job (coordinator + 4 worker processes): the same attackers (worker 3 model
     replacement, worker 4 free-rider) under replay_verified and under plain fedavg."""
-    from jobs import run_job
+    from wk_jobs import run_job
 
     d = tmp_path_factory.mktemp("attack_job")
     behaviours = {"3": "model-replacement", "4": "free-rider-zero"}

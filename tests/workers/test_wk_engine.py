@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobs import run_job, statuses
+from wk_jobs import run_job, statuses
 
 
 def test_replay_verified_rejects_the_attackers_and_admits_every_honest_round(attack_job) -> None:
