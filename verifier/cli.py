@@ -73,8 +73,15 @@ def verify_cmd(target: str, key: str | None, proof: str | None, response: str | 
                          calibrate=max_distance is None, use_embedded_response=use_embedded_response)
     from pol.weights_io import is_weights_path
 
+    from pol.workers.log import is_workers_log
+
     with ProgressFactory(progress_enabled(json_output)) as bars:
-        if is_weights_path(target):
+        if proof is None and is_workers_log(target):  # a federated coordinator's log (docs/WORKERS.md)
+            from verifier.workers import WorkersVerifyOptions, verify_log
+
+            report = verify_log(target, public_key=key, progress=bars, options=WorkersVerifyOptions(
+                replays=segments, seed=seed, device=device, data=data_spec, model=model_spec))
+        elif is_weights_path(target):
             from verifier.published import verify_published
 
             report = verify_published(target, proof, public_key=key, options=opts, allow_cast=allow_cast,
