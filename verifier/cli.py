@@ -76,7 +76,7 @@ def verify_cmd(target: str, key: str | None, proof: str | None, response: str | 
     from pol.workers.log import is_workers_log
 
     with ProgressFactory(progress_enabled(json_output)) as bars:
-        if proof is None and is_workers_log(target):  # a federated coordinator's log (docs/WORKERS.md)
+        if proof is None and not is_weights_path(target) and is_workers_log(target):  # a federated coordinator's log
             from verifier.workers import WorkersVerifyOptions, verify_log
 
             report = verify_log(target, public_key=key, progress=bars, options=WorkersVerifyOptions(

@@ -219,10 +219,14 @@ def _lost_before(records: list[dict[str, Any]], r: int, w: int) -> bool:
 
 
 def _set_threads(plan: FederatedPlan, device: str) -> None:
+    """The recorded thread count (bitwise replay needs it), never more than this machine's cores:
+    a log is untrusted and does not size the verifier's resources."""
+    import os
+
     import torch
 
     threads = plan.environment.get("threads")
-    if device == "cpu" and isinstance(threads, int) and threads > 0:
+    if device == "cpu" and isinstance(threads, int) and not isinstance(threads, bool) and 0 < threads <= (os.cpu_count() or 1):
         torch.set_num_threads(threads)
 
 

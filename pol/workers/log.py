@@ -113,58 +113,64 @@ class CoordinatorLog:
     final_weights: dict[str, np.ndarray] | None
 
 
-def is_workers_log(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is an HDF5 file that says it is a coordinator log."""
-    try:
-        import h5py
+def is_workers_log(path: str | os.PathLike[str] | Any) -> bool:
+    """True when ``path`` (or an already sanitised file) says it is a coordinator log."""
+    from pol.errors import ProofFormatError
+    from pol.untrusted_h5 import UntrustedFile
 
-        with h5py.File(path, "r") as f:
-            return f.attrs.get("format") in (LOG_FORMAT, LOG_FORMAT.encode())
-    except (OSError, ValueError):
+    if isinstance(path, UntrustedFile):
+        return path.root.attrs.get("format") == LOG_FORMAT
+    try:
+        with UntrustedFile(path, what="log file") as f:
+            return f.root.attrs.get("format") == LOG_FORMAT
+    except ProofFormatError:
         return False
 
 
-def read_log(path: str | os.PathLike[str]) -> CoordinatorLog:
-    """Read a log (untrusted): layout defects raise :class:`WorkersFormatError`."""
-    import h5py
+def read_log(path: str | os.PathLike[str] | Any) -> CoordinatorLog:
+    """Read a log (untrusted, parsed in the sandboxed reader of :mod:`pol.untrusted_h5`): layout
+    defects raise :class:`WorkersFormatError`. ``path`` may be an already sanitised file."""
+    from pol.errors import ProofFormatError
+    from pol.untrusted_h5 import UntrustedFile
 
+    if isinstance(path, UntrustedFile):
+        return _read_tree(path.root, path.path)
     try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise WorkersFormatError(f"log file not found: {path}") from None
-    except OSError as exc:
-        raise WorkersFormatError(f"{path} is not an HDF5 file: {short_reason(exc)}") from None
-    with f:
-        try:
-            fmt = f.attrs.get("format")
-            if fmt not in (LOG_FORMAT, LOG_FORMAT.encode()):
-                raise WorkersFormatError(f"{path} is not a {LOG_FORMAT} file (format {fmt!r:.40})")
-            rounds = []
-            names = sorted(f["rounds"].keys())
-            if names != [f"{i:06d}" for i in range(len(names))]:
-                raise WorkersFormatError("log rounds are not numbered 000000, 000001, ... without gaps")
-            for name in names:
-                g = f["rounds"][name]
-                subs = {}
-                for key in g["submissions"].keys():
-                    if not (len(key) == 4 and key.isdigit()):
-                        raise WorkersFormatError(f"round {name}: submission name {key!r} is not a worker id")
-                    subs[int(key)] = _blob(g["submissions"][key])
-                rounds.append(LoggedRound(_blob(g["record"]), _blob(g["signature"]), subs))
-            final = f.get("final")
-            weights = _load_tensors(_blob(final["weights"])) if final is not None else None
-            return CoordinatorLog(_blob(f["plan"]), _blob(f["plan_signature"]), rounds,
-                                  _blob(final["record"]) if final is not None else None,
-                                  _blob(final["signature"]) if final is not None else None, weights)
-        except WorkersFormatError:
-            raise
-        except _MALFORMED as exc:
-            raise WorkersFormatError(f"{path}: malformed log ({type(exc).__name__}: {short_reason(exc)})") from None
+        with UntrustedFile(path, what="log file") as f:
+            return _read_tree(f.root, path)
+    except ProofFormatError as exc:
+        raise WorkersFormatError(str(exc)) from None
+
+
+def _read_tree(f: Any, path: Any) -> CoordinatorLog:
+    try:
+        fmt = f.attrs.get("format")
+        if fmt != LOG_FORMAT:
+            raise WorkersFormatError(f"{path} is not a {LOG_FORMAT} file (format {fmt!r:.40})")
+        rounds = []
+        names = sorted(f["rounds"].keys())
+        if names != [f"{i:06d}" for i in range(len(names))]:
+            raise WorkersFormatError("log rounds are not numbered 000000, 000001, ... without gaps")
+        for name in names:
+            g = f["rounds"][name]
+            subs = {}
+            for key in g["submissions"].keys():
+                if not (len(key) == 4 and key.isdigit()):
+                    raise WorkersFormatError(f"round {name}: submission name {key!r} is not a worker id")
+                subs[int(key)] = _blob(g["submissions"][key])
+            rounds.append(LoggedRound(_blob(g["record"]), _blob(g["signature"]), subs))
+        final = f.get("final")
+        weights = _load_tensors(_blob(final["weights"])) if final is not None else None
+        return CoordinatorLog(_blob(f["plan"]), _blob(f["plan_signature"]), rounds,
+                              _blob(final["record"]) if final is not None else None,
+                              _blob(final["signature"]) if final is not None else None, weights)
+    except WorkersFormatError:
+        raise
+    except _MALFORMED as exc:
+        raise WorkersFormatError(f"{path}: malformed log ({type(exc).__name__}: {short_reason(exc)})") from None
 
 
 def _blob(ds: Any) -> bytes:
-    import h5py
-
-    if not isinstance(ds, h5py.Dataset) or ds.dtype != np.uint8 or ds.ndim != 1 or ds.shape[0] > MAX_BLOB_BYTES:
-        raise WorkersFormatError(f"log entry {getattr(ds, 'name', '?')} is not a byte string")
-    return ds[()].tobytes()
+    if ds.is_group or ds.dtype != np.uint8 or ds.ndim != 1 or ds.shape[0] > MAX_BLOB_BYTES:
+        raise WorkersFormatError(f"log entry /{getattr(ds, 'path', '?')} is not a byte string")
+    return np.asarray(ds[()]).tobytes()

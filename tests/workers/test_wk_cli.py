@@ -74,7 +74,7 @@ def _bytes(f, name: str, raw: bytes) -> None:
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: (p.write_bytes(b"not an hdf5 file"), p)[1], "not an HDF5 file"),
+    (lambda p: (p.write_bytes(b"not an hdf5 file"), p)[1], "HDF5 file"),
     (lambda p: _log_like(p, lambda f: None), "malformed log"),
     (lambda p: _log_like(p, lambda f: (f.create_group("rounds"), _bytes(f, "plan", b"{"),
                                        _bytes(f, "plan_signature", b"x"))), "plan is not JSON"),

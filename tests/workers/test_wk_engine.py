@@ -48,7 +48,7 @@ def test_the_verified_run_equals_fedavg_over_the_honest_workers(attack_job, wk_k
 def test_crashed_hung_malformed_and_oversized_workers_do_not_stop_the_rounds(tmp_path: Path, wk_keys: Path) -> None:
     behaviours = {"2": "malformed-garbage", "3": "crash", "4": "hang", "5": "malformed-oversized"}
     job = run_job(tmp_path, wk_keys, [dict(out=str(tmp_path / "faults.h5"), rounds=3, local_steps=4,
-                                           round_timeout_s=6.0, behaviours=behaviours)],
+                                           round_timeout_s=15.0, behaviours=behaviours)],
                   workers=5, grace_s=2.0, max_message_bytes=1 << 20)
     launch = job["launch"]
     assert launch.coordinator_exit == 0
