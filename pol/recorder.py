@@ -141,14 +141,17 @@ class Recorder:
         self._proof: ProofWriter | None = None
         self._closed = False
         self.step = 0            # optimizer steps taken
-        self._yielded = 0        # micro-batches handed to the loop
+        self._micro = 0          # training forward passes (micro-batches) started
+        self._yielded = 0        # micro-batches handed to the loop by the recorded loader
         self._last_lr: float | None = None
         self._last_checkpoint_step = 0
         self._guard: Any = None
         self._self_checker: Any = None
+        self._external_lr = False  # an integration whose framework also steps an LR scheduler: the recorder overrides it
 
     # -- set-up -----------------------------------------------------------------------------
-    def attach(self, *, model: Any = None, optimizer: Any, data_loader: Any) -> tuple[Any, Any, "RecordedLoader"]:
+    def attach(self, *, model: Any = None, optimizer: Any, data_loader: Any,
+               external_step_hooks: bool = False) -> tuple[Any, Any, "RecordedLoader"]:
         """Wrap the user's model, optimizer and loader; commits and signs the plan.
 
         ``model=None`` builds the model from ``model_spec`` and the run seed (derived from
@@ -158,6 +161,13 @@ class Recorder:
         trained on; move each batch to the same device in your loop. ``optimizer`` may be a
         ``torch.optim.Optimizer`` over the model's parameters (any parameter groups) or a
         callable ``params -> Optimizer`` (needed when ``model=None``).
+
+        Per micro-batch the recorder reseeds torch (and at each step's first micro-batch sets the
+        committed learning rate) from a forward pre-hook on the model, so loaders that fetch ahead
+        (Lightning, Accelerate) do not shift the seeds. ``external_step_hooks``: a framework that
+        runs forward and backward inside ``optimizer.step(closure)`` (Lightning) calls
+        :meth:`before_optimizer_step` itself after backward; otherwise the recorder checks and clips
+        from the optimizer's pre-step hook.
         """
         import torch
 
@@ -226,7 +236,9 @@ class Recorder:
 
         self._guard = StepGuard(model, optimizer, step["clip"], self.plan.accumulation, step["autocast"],
                                 watch_steps=self.every)
-        optimizer.register_step_pre_hook(self._before_optimizer_step)
+        model.register_forward_pre_hook(self._before_forward)
+        if not external_step_hooks:
+            optimizer.register_step_pre_hook(self._before_optimizer_step)
         optimizer.register_step_post_hook(self._after_step)
         if self.self_check:
             from pol.selfcheck import SelfCheck
@@ -301,29 +313,50 @@ class Recorder:
         self._last_lr = lr
         self._expected_lrs = [g["lr"] for g in self._optimizer.param_groups]
 
-    def _before_micro_batch(self) -> None:
-        """Called as each micro-batch is handed to the loop: committed LR and per-micro-batch seed."""
+    def _before_forward(self, module: Any, args: Any) -> None:
+        """Each training forward pass starts a micro-batch: its per-micro-batch seed (and, for a
+        step's first micro-batch, the committed learning rate). Evaluation passes are left alone."""
         import torch
 
+        if not module.training or not torch.is_grad_enabled():
+            return
         assert self.plan is not None
         acc = self.plan.accumulation
-        t, m = divmod(self._yielded, acc)
+        t, m = divmod(self._micro, acc)
         if t >= self.plan.num_steps:
             raise PlanError(f"the plan commits to {self.plan.num_steps} steps; the loop asked for more")
+        if t != self.step:
+            raise PlanError(f"micro-batch {self._micro} belongs to step {t} but {self.step} optimizer step(s) were "
+                            f"taken: the plan commits {acc} forward pass(es) in training mode per step")
         if m == 0:
-            if [g["lr"] for g in self._optimizer.param_groups] != self._expected_lrs:
+            if [g["lr"] for g in self._optimizer.param_groups] != self._expected_lrs and not self._external_lr:
                 raise PlanError("the learning rate was changed outside the committed schedule (an LR scheduler?); "
                                 "pass lr_schedule= to the Recorder instead")
             self._set_lr(schedule.lr_at(self.plan.lr_schedule, t))
+        self._guard.on_forward(module, self.step)
         torch.manual_seed(derive_seed(self.plan.run_seed, "step", t, m))
+        self._micro += 1
+
+    def _before_micro_batch(self) -> None:
+        """Called as the recorded loader hands a micro-batch to the loop (accounting only)."""
         self._yielded += 1
 
-    def _before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+    def _before_optimizer_step(self, optimizer: Any = None, args: Any = (), kwargs: Any = None) -> None:
+        assert self.plan is not None
+        if len(args) > 1 or (kwargs or {}).get("closure") is not None:  # args[0] is the optimizer itself
+            raise PlanError("optimizer.step(closure) runs forward and backward inside the step; the recorder cannot "
+                            "check and clip there: use a framework integration (pol.integrations) for such loops")
+        self.before_optimizer_step()
+
+    def before_optimizer_step(self) -> None:
+        """After the last backward of a step, before ``optimizer.step()``: verify what the loop did and
+        clip as committed. Called by the optimizer's pre-step hook, or by an integration that set
+        ``external_step_hooks``."""
         assert self.plan is not None
         expected = (self.step + 1) * self.plan.accumulation
-        if self._yielded != expected:
-            raise PlanError(f"optimizer step {self.step} ran after {self._yielded} micro-batches; the plan commits to "
-                            f"{self.plan.accumulation} per step (accumulation={self.plan.accumulation})")
+        if self._micro != expected:
+            raise PlanError(f"optimizer step {self.step} ran after {self._micro} training forward pass(es); the plan "
+                            f"commits to {self.plan.accumulation} per step (accumulation={self.plan.accumulation})")
         self._guard.check_before_step(self.step)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -429,7 +462,7 @@ class RecordedLoader:
     def __iter__(self) -> Iterator[Any]:
         steps = self._epoch_range()
         if steps and steps.start != self._rec._yielded:
-            raise PlanError("a new epoch was started before the previous one finished")
+            raise PlanError("a new epoch was started before the previous one finished (or a batch was skipped)")
         self._sampled = steps
         try:
             for batch in self._loader:

@@ -37,7 +37,7 @@ def _judge(forgery, attacker, **kw):  # noqa: ANN001
     return judge(forgery, bytes(attacker.verify_key), seed=0, **kw)
 
 
-@pytest.mark.parametrize("name", ["zero-compute", "zero-compute-torch-suffix", "zero-compute-cuda"])
+@pytest.mark.parametrize("name", ["zero-compute", "zero-compute-torch-suffix", "zero-compute-cuda", "momentum-jump-cuda"])
 def test_zero_compute_fails_under_every_environment_claim(name: str, victim, attacker, tmp_path: Path) -> None:
     forgery = _forge(name, victim, attacker, tmp_path)
     verdict, failed, info = _judge(forgery, attacker)
