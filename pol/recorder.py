@@ -151,7 +151,8 @@ class Recorder:
 
     # -- set-up -----------------------------------------------------------------------------
     def attach(self, *, model: Any = None, optimizer: Any, data_loader: Any,
-               external_step_hooks: bool = False) -> tuple[Any, Any, "RecordedLoader"]:
+               external_step_hooks: bool = False,
+               framework_lr_scheduler: bool = False) -> tuple[Any, Any, "RecordedLoader"]:
         """Wrap the user's model, optimizer and loader; commits and signs the plan.
 
         ``model=None`` builds the model from ``model_spec`` and the run seed (derived from
@@ -236,6 +237,7 @@ class Recorder:
 
         self._guard = StepGuard(model, optimizer, step["clip"], self.plan.accumulation, step["autocast"],
                                 watch_steps=self.every)
+        self._external_lr = framework_lr_scheduler
         model.register_forward_pre_hook(self._before_forward)
         if not external_step_hooks:
             optimizer.register_step_pre_hook(self._before_optimizer_step)

@@ -55,8 +55,8 @@ class SelfCheck:
         loss = self.plan.step["loss"].get("spec")
         indices = BatchSchedule(self.plan.run_seed, len(self.dataset), self.plan.samples_per_step).block(0, self._end)
         devices = [torch.cuda.current_device()] if self.device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices), torch.enable_grad(), \
-                torch.autocast(device_type=self.device.split(":")[0], enabled=False):
+        # (not inside another autocast region: nested regions keep autocast's weight cache across steps)
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
             replayer = Replayer(self.plan, self.dataset, self.device, self.model_spec, loss)
             replayed_end, replayed = replay_digests(replayer, self._initial, 0, indices)
         self.seconds = time.perf_counter() - t0
