@@ -38,12 +38,14 @@ from pol.assemble import FINAL_DOMAIN, PLAN_DOMAIN, finish, open_writer
 from pol.datacommit import SAMPLE_DIGEST, data_root, sample_fields
 from pol.envinfo import environment_fingerprint
 from pol.errors import PlanError
-from pol.hashing import derive_seed
+from pol.hashing import state_digest
 from pol.keys import load_signing_key
 from pol.plan import Plan, new_nonce, utc_now
 from pol.proof_file import ProofWriter
 from pol.sampler import BatchSchedule
 from pol.state import capture, param_names
+from pol.step import seed_micro_batch
+from pol.stepdigest import StepHasher, digest_of_snapshot
 from pol.tasks import get_task, load_data, seeded_model
 from pol.writer import BackgroundChainWriter
 
@@ -229,6 +231,9 @@ class Recorder:
             self.path, self.plan, self._signing_key, codec=self.codec, keyframe_every=self.keyframe_every,
             anchor_every=self.compact_anchor_every, overwrite=self.overwrite)
         self._model, self._optimizer, self._names, self._dataset = model, optimizer, names, dataset
+        self._hasher = StepHasher(model, optimizer, names)
+        self._snapshots: list[Any] = []   # per-step snapshots not yet handed to the writer thread
+        self._snapshot_bytes = 0
         self._set_lr(schedule.lr_at(lr_spec, 0))
         model.train()
         initial = capture(model, optimizer, 0, names, self._last_lr or 0.0)
@@ -336,7 +341,7 @@ class Recorder:
                                 "pass lr_schedule= to the Recorder instead")
             self._set_lr(schedule.lr_at(self.plan.lr_schedule, t))
         self._guard.on_forward(module, self.step)
-        torch.manual_seed(derive_seed(self.plan.run_seed, "step", t, m))
+        seed_micro_batch(self.plan.run_seed, t, m)
         self._micro += 1
 
     def _before_micro_batch(self) -> None:
@@ -364,21 +369,34 @@ class Recorder:
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         assert self.plan is not None and self._writer is not None
         self.step += 1
-        state = None
+        lr = self._last_lr or 0.0
         if self.step % self.every == 0 or self.step == self.plan.num_steps:
             index = -(-self.step // self.every)
             block = self._schedule.block(self._last_checkpoint_step, self.step)
-            state = capture(self._model, optimizer, self.step, self._names, self._last_lr or 0.0)
+            state = capture(self._model, optimizer, self.step, self._names, lr)
+            self._flush_snapshots()
             self._writer.submit(index, self.step, state, block)
             self._last_checkpoint_step = self.step
-        elif self.plan.step_digests or self._self_checker is not None and self._self_checker.wants(self.step):
-            state = capture(self._model, optimizer, self.step, self._names, self._last_lr or 0.0)
-            if self.plan.step_digests:
-                self._writer.submit_step(state)
-        if self._self_checker is not None and state is not None:
-            self._self_checker.observe(self.step, state)
-            if self._self_checker.done:
-                self._self_checker = None
+            if self._self_checker is not None:
+                self._self_checker.observe(self.step, state_digest(state), state)
+        else:
+            checking = self._self_checker is not None and self._self_checker.wants(self.step)
+            if self.plan.step_digests or checking:
+                snapshot = self._hasher.snapshot(self.step, lr)
+                if self.plan.step_digests:
+                    self._snapshots.append(snapshot)
+                    self._snapshot_bytes += int(snapshot[0].numel() + snapshot[1].numel())
+                    if len(self._snapshots) >= 64 or self._snapshot_bytes >= 32 << 20:
+                        self._flush_snapshots()
+                if checking:
+                    self._self_checker.observe(self.step, digest_of_snapshot(*snapshot))
+        if self._self_checker is not None and self._self_checker.done:
+            self._self_checker = None
+
+    def _flush_snapshots(self) -> None:
+        assert self._writer is not None
+        self._writer.submit_snapshots(self._snapshots)
+        self._snapshots, self._snapshot_bytes = [], 0
 
     def batch_indices(self, step: int) -> np.ndarray:
         return self._schedule.indices(step)

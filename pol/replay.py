@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 
 from pol import optimizers
-from pol.hashing import derive_seed
 from pol.plan import Plan
 from pol.schedule import lr_at
 from pol.state import State, capture, restore
-from pol.step import Step, run_step
+from pol.step import Step, run_step, seed_micro_batch
 from pol.tasks import build_model
 
 
@@ -101,7 +100,7 @@ class Replayer:
             optimizers.set_lr(self.optimizer, self.plan.optimizer, lr)
             seed = self.plan.run_seed
             run_step(self.step, self.model, self.optimizer, self.micro_batches(step_indices),
-                     lambda m, t=t: torch.manual_seed(derive_seed(seed, "step", t, m)))
+                     lambda m, t=t: seed_micro_batch(seed, t, m))
             if on_step is not None and offset < n - 1:
                 on_step(t + 1, capture(self.model, self.optimizer, t + 1, self.names, lr))
         return capture(self.model, self.optimizer, start_step + n, self.names, lr)

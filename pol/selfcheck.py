@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pol.errors import PlanError
-from pol.hashing import OPTIMIZER_STATE, state_digest
+from pol.hashing import OPTIMIZER_STATE
 from pol.plan import Plan
 from pol.sampler import BatchSchedule
 from pol.state import MODEL, State
@@ -36,11 +36,13 @@ class SelfCheck:
         """Whether the recorder should capture the state after ``step`` for this check."""
         return not self.done and step <= self._end
 
-    def observe(self, step: int, state: State) -> None:
+    def observe(self, step: int, digest: bytes, state: State | None = None) -> None:
+        """The digest of the state after ``step``; at the segment's end also the state itself."""
         if self.done or step > self._end:
             return
-        self._digests[step] = state_digest(state)
+        self._digests[step] = digest
         if step == self._end:
+            assert state is not None
             self._run(state)
 
     def _run(self, recorded_end: State) -> None:

@@ -251,6 +251,22 @@ def clip_gradients(model: Any, clip: Mapping[str, Any] | None) -> None:
         torch.nn.utils.clip_grad_value_(params, float(clip["clip_value"]))
 
 
+def seed_micro_batch(run_seed: int, t: int, m: int) -> None:
+    """The committed per-micro-batch seed: ``torch.manual_seed(derive_seed(run_seed, "step", t, m))``.
+
+    Same generator states as ``torch.manual_seed`` (CPU, and CUDA when it is in use), at ~2 us on
+    the CPU instead of ~200 us: ``torch.manual_seed`` also walks every other device type.
+    """
+    import torch
+
+    from pol.hashing import derive_seed
+
+    seed = derive_seed(run_seed, "step", t, m)
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.manual_seed_all(seed)
+
+
 def run_step(step: Step, model: Any, optimizer: Any, micro_batches: Sequence[Any],
              reseed: Callable[[int], None]) -> Any:
     """One optimizer step over ``micro_batches``; ``reseed(m)`` runs before micro-batch m.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -53,6 +53,20 @@ class BackgroundChainWriter:
 
     def _step_job(self, state: dict[str, np.ndarray]) -> None:
         self._intermediate.append(state_digest(state))
+
+    def submit_snapshots(self, snapshots: list[tuple[Any, Any]]) -> None:
+        """Per-step snapshots from :class:`pol.stepdigest.StepHasher`, hashed here off the training thread.
+        Submitted in batches: each hand-over to the writer thread costs the training thread a switch of the
+        interpreter lock, which per step would cost a small model more than its step."""
+        if not snapshots:
+            return
+        self._throttle(self._steps_pending, self._max_pending_steps)
+        self._steps_pending.append(self._pool.submit(self._snapshot_job, snapshots))
+
+    def _snapshot_job(self, snapshots: list[tuple[Any, Any]]) -> None:
+        from pol.stepdigest import digest_of_snapshot
+
+        self._intermediate.extend(digest_of_snapshot(*snap) for snap in snapshots)
 
     def submit_step_digest(self, digest: bytes) -> None:
         """A precomputed per-step digest (building a proof from digests already in hand)."""
