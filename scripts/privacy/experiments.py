@@ -1,0 +1,263 @@
+"""The two experiments behind ``scripts/bench_privacy.py``, with their settings.
+
+:func:`run_membership` records target runs with the Recorder (a full and a compact proof of
+each), runs the interactive challenge through ``pol challenge`` / ``pol respond`` / ``pol
+verify``, trains the attacker's shadows, scores every attack on every access level and returns
+the figures with hierarchical-bootstrap intervals (trials: targets; samples: candidates).
+
+:func:`run_label_leakage` trains the in-process split (plain and U-shaped) over several seeds
+and measures the leak AUC of the norm and cosine attacks, a permuted-label control, and the
+effect of gradient-noise protection on leakage and accuracy (trials: seeds; samples: batches).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scripts.privacy import label_leakage, metrics, mia, runs, split_sim, views
+from scripts.privacy.metrics import Estimate, bootstrap
+
+COMPACT_K = 1_000_000        # larger than any checkpoint count: stores checkpoint 0 and the final weights
+HEADLINE = {"weights": "trajectory", "full_proof": "trajectory", "compact_challenged": "trajectory",
+            "commitments_only": "commitment_similarity"}
+
+
+def log(msg: str) -> None:
+    print(f"[bench_privacy] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class MembershipSettings:
+    train: runs.TrainConfig = field(default_factory=runs.TrainConfig)
+    targets: int = 3
+    shadows: int = 8
+    challenge_segments: int | None = None     # None: what `pol challenge` draws by default
+    segment_sweep: tuple[int, ...] = ()       # extra challenge sizes for compact_challenged
+    n_boot: int = 400
+    seed: int = 0
+
+
+class _Trials:
+    """The trials' labels and cross-fit folds; every figure is bootstrapped with the same seed, so
+    differences between two attacks are paired (the same resamples)."""
+
+    def __init__(self, n_boot: int, seed: int):
+        self.labels: list[np.ndarray] = []
+        self.folds: list[np.ndarray] = []
+        self.n_boot, self.seed = n_boot, seed
+
+    def add(self, labels: np.ndarray, fold_seed: int) -> None:
+        self.labels.append(np.asarray(labels))
+        self.folds.append(metrics.folds_for(labels, fold_seed))
+
+    def _estimate(self, stat: Callable[[int, np.ndarray], float]) -> Estimate:
+        return bootstrap(self.labels, stat, sizes=[len(y) for y in self.labels], n_boot=self.n_boot, seed=self.seed)
+
+    def auc(self, s: Sequence[np.ndarray]) -> Estimate:
+        return self._estimate(lambda t, i: metrics.roc_auc(s[t][i], self.labels[t][i]))
+
+    def advantage(self, s: Sequence[np.ndarray]) -> Estimate:
+        return self._estimate(lambda t, i: metrics.crossfit_advantage(s[t][i], self.labels[t][i], self.folds[t][i]))
+
+    def auc_diff(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> Estimate:
+        return self._estimate(lambda t, i: metrics.roc_auc(a[t][i], self.labels[t][i])
+                              - metrics.roc_auc(b[t][i], self.labels[t][i]))
+
+    def advantage_diff(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> Estimate:
+        def stat(t: int, i: np.ndarray) -> float:
+            y, f = self.labels[t][i], self.folds[t][i]
+            return metrics.crossfit_advantage(a[t][i], y, f) - metrics.crossfit_advantage(b[t][i], y, f)
+        return self._estimate(stat)
+
+    def chance_best_threshold(self, permutations: int = 20) -> float:
+        """Mean best-threshold advantage of random scores on these trials' sizes (its bias at chance)."""
+        rng = np.random.default_rng(self.seed + 1)
+        return float(np.mean([metrics.best_threshold_advantage(rng.standard_normal(len(y)), y)
+                              for y in self.labels for _ in range(permutations)]))
+
+    def attack_figures(self, s: Sequence[np.ndarray]) -> dict[str, Any]:
+        best = [metrics.best_threshold_advantage(s[t], y) for t, y in enumerate(self.labels)]
+        return {"auc": self.auc(s).as_dict(), "advantage": self.advantage(s).as_dict(),
+                "advantage_best_threshold": round(float(np.mean(best)), 4)}
+
+
+def _headline(attacks: dict[str, dict[str, Any]], attack: str) -> dict[str, Any]:
+    a = attacks[attack]
+    return {"attack": attack, "advantage": a["advantage"]["value"], "auc": a["auc"]["value"],
+            "ci95": {"advantage": a["advantage"]["ci95"], "auc": a["auc"]["ci95"]},
+            "trials": a["auc"]["trials"], "samples": a["auc"]["samples"]}
+
+
+def run_membership(settings: MembershipSettings, workdir: str | os.PathLike[str]) -> dict[str, Any]:
+    from pol.keys import generate_keypair
+    from pol.tasks import seeded_weights
+    from zk import Committer, Params
+
+    cfg, d = settings.train, Path(workdir)
+    key, pub = generate_keypair(d / "trainer")
+    log(f"membership: {settings.shadows} shadow runs ({cfg.members} members, {cfg.epochs} epochs)")
+    shadows = runs.train_shadows(cfg, settings.shadows, seed=settings.seed + 7919)
+    scorer = mia.Scorer(cfg)
+    stats = mia.ShadowStats.of(scorer, shadows)
+    committer = Committer(Params())
+    shadow_commitments = [mia.commit_weights(s.checkpoints[-1], committer) for s in shadows]
+
+    levels = ("weights", "full_proof", "compact_challenged")
+    scores: dict[str, dict[str, list[np.ndarray]]] = {a: {k: [] for k in mia.TRAJECTORY_ATTACKS} for a in levels}
+    scores["commitments_only"] = {k: [] for k in mia.COMMITMENT_ATTACKS}
+    sweep: dict[int, list[np.ndarray]] = {s: [] for s in settings.segment_sweep}
+    control: dict[str, list[np.ndarray]] = {"weights": [], "full_proof": []}
+    trials, control_trials = _Trials(settings.n_boot, settings.seed), _Trials(settings.n_boot, settings.seed)
+    disclosed, verified, matches, challenged = [], 0, True, []
+    for t in range(settings.targets):
+        split_seed, seed = settings.seed * 1000 + 101 + t, settings.seed * 1000 + 501 + t
+        log(f"membership: target {t + 1}/{settings.targets}: recording a full and a compact proof")
+        full = runs.record_target(cfg, d / f"t{t}.full.pol.h5", key, seed=seed, split_seed=split_seed)
+        compact = runs.record_target(cfg, d / f"t{t}.compact.pol.h5", key, seed=seed, split_seed=split_seed,
+                                     compact_k=COMPACT_K)
+        challenge, response = views.challenge_and_respond(compact, d, segments=settings.challenge_segments,
+                                                          seed=settings.seed * 1000 + t)
+        verified += views.verify_challenged(compact, pub, challenge, response) == 0
+        cand, lab = runs.target_candidates(cfg, split_seed)
+        trials.add(lab, fold_seed=t)
+        v_full = views.full_proof_view(full)
+        v_compact = views.compact_challenged_view(compact, challenge, response)
+        matches &= all(np.array_equal(v_compact.checkpoints[i][k], v_full.checkpoints[i][k])
+                       for i in v_compact.checkpoints for k in v_full.checkpoints[i])
+        challenged.append(list(v_compact.segments))
+        disclosed.append(len(v_compact.disclosed) / cfg.members)
+        for view in (views.final_weights_view(full), v_full, v_compact):
+            for attack, s in mia.view_scores(scorer, view.checkpoints, stats, cand).items():
+                scores[view.access][attack].append(s)
+        target_commitment = mia.commit_weights(v_full.checkpoints[max(v_full.checkpoints)], committer)
+        scores["commitments_only"]["commitment_similarity"].append(
+            mia.commitment_similarity_scores(target_commitment, shadow_commitments, stats, cand))
+        init = seeded_weights(runs.MODEL_SPEC, cfg.model_kwargs, seed)  # the plan is public: so is the init
+        scores["commitments_only"]["init_loss"].append(mia.init_loss_scores(scorer, init, cand))
+        for count in settings.segment_sweep:
+            (d / f"sweep{count}").mkdir(exist_ok=True)
+            ch, resp = views.challenge_and_respond(compact, d / f"sweep{count}", segments=count,
+                                                   seed=settings.seed * 1000 + t)
+            sweep[count].append(mia.view_scores(scorer, views.compact_challenged_view(compact, ch, resp).checkpoints,
+                                                stats, cand)["trajectory"])
+        # Control: the "members" were never trained on (two halves of the non-members).
+        non = cand[lab == 0]
+        half = np.random.default_rng(t).permutation(len(non))
+        c_cand = non[half]
+        c_lab = (np.arange(len(non)) < len(non) // 2).astype(np.int8)
+        control_trials.add(c_lab, fold_seed=t)
+        control["weights"].append(mia.view_scores(scorer, {max(v_full.checkpoints): v_full.checkpoints[
+            max(v_full.checkpoints)]}, stats, c_cand)["trajectory"])
+        control["full_proof"].append(mia.view_scores(scorer, v_full.checkpoints, stats, c_cand)["trajectory"])
+
+    log("membership: bootstrap")
+    out: dict[str, Any] = {}
+    for access, by_attack in scores.items():
+        attacks = {name: trials.attack_figures(s) for name, s in by_attack.items()}
+        out[access] = {**_headline(attacks, HEADLINE[access]), "attacks": attacks}
+    base = scores["weights"]["trajectory"]
+    for access in ("full_proof", "compact_challenged"):
+        s = scores[access]["trajectory"]
+        out[access]["minus_weights"] = {"advantage": trials.advantage_diff(s, base).as_dict(),
+                                        "auc": trials.auc_diff(s, base).as_dict()}
+    out["compact_challenged"].update({
+        "segments_challenged": challenged, "verified": f"{verified}/{settings.targets}",
+        "views_match_full_proof": bool(matches),
+        "disclosed_member_fraction": {"mean": round(float(np.mean(disclosed)), 4),
+                                      "per_trial": [round(x, 4) for x in disclosed]},
+    })
+    if sweep:
+        out["compact_challenged"]["segment_sweep"] = {
+            str(count): {"auc": trials.auc(s).as_dict(), "advantage": trials.advantage(s).as_dict(),
+                         "minus_weights_advantage": trials.advantage_diff(s, base).as_dict()}
+            for count, s in sweep.items()}
+    out["control_never_trained"] = {k: {"auc": control_trials.auc(s).as_dict(),
+                                        "advantage": control_trials.advantage(s).as_dict()}
+                                    for k, s in control.items()}
+    out["advantage_best_threshold_at_chance"] = round(trials.chance_best_threshold(), 4)
+    return out
+
+
+# -- split learning ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LeakageSettings:
+    seeds: int = 3
+    epochs: int = 10
+    noise_ratios: tuple[float, ...] = (0.25, 1.0, 4.0)
+    n_boot: int = 400
+    seed: int = 0
+
+
+def _batch_estimate(per_seed: list[np.ndarray], n_boot: int, seed: int) -> Estimate:
+    return bootstrap([None] * len(per_seed), lambda t, i: float(per_seed[t][i].mean()),
+                     sizes=[len(v) for v in per_seed], n_boot=n_boot, seed=seed)
+
+
+def _scalar_estimate(values: list[float], n_boot: int, seed: int) -> Estimate:
+    arr = np.asarray(values, dtype=np.float64)
+    return bootstrap([None], lambda _t, i: float(arr[i].mean()), sizes=[len(arr)], n_boot=n_boot, seed=seed)
+
+
+def run_label_leakage(settings: LeakageSettings) -> dict[str, Any]:
+    seeds = [settings.seed * 1000 + 11 + i for i in range(settings.seeds)]
+    est = partial(_batch_estimate, n_boot=settings.n_boot, seed=settings.seed)
+    auc: dict[str, dict[str, float]] = {}
+    ci: dict[str, dict[str, list[float]]] = {}
+    detail: dict[str, Any] = {}
+    control: dict[str, Any] = {}
+    multiclass: dict[str, Any] = {}
+    for split in split_sim.SPLITS:
+        log(f"split: {split}, unprotected, {len(seeds)} seeds")
+        bin_runs = [split_sim.train_split(split_sim.SplitConfig(split=split, epochs=settings.epochs), s) for s in seeds]
+        positive_rate = float(bin_runs[0].positive.mean())
+        auc[split], ci[split], detail[split], control[split] = {}, {}, {}, {}
+        for attack in label_leakage.ATTACKS:
+            e = est([label_leakage.leak_aucs(r.transcript, r.positive, attack) for r in bin_runs])
+            auc[split][attack], ci[split][attack] = round(e.value, 4), [round(x, 4) for x in e.ci95]
+            detail[split][attack] = e.as_dict()
+            shuffled = [label_leakage.leak_aucs(label_leakage.shuffled_within_batches(r.transcript, k), r.positive,
+                                                attack) for k, r in enumerate(bin_runs)]
+            control[split][attack] = est(shuffled).as_dict()
+        detail[split]["test_accuracy"] = _scalar_estimate([r.test_accuracy for r in bin_runs], settings.n_boot,
+                                                          settings.seed).as_dict()
+        mc_runs = [split_sim.train_split(split_sim.SplitConfig(split=split, classes=10, epochs=settings.epochs), s)
+                   for s in seeds]
+        multiclass[split] = {a: est([label_leakage.leak_aucs(r.transcript, r.positive, a) for r in mc_runs]).as_dict()
+                             for a in label_leakage.ATTACKS}
+        multiclass[split]["test_accuracy"] = _scalar_estimate([r.test_accuracy for r in mc_runs], settings.n_boot,
+                                                              settings.seed).as_dict()
+    protection = []
+    for split in split_sim.SPLITS:
+        for kind, ratio in [("none", 0.0)] + [("iso", r) for r in settings.noise_ratios] + [("max_norm", 0.0)]:
+            log(f"split: {split}, protection {kind}{f' x{ratio}' if kind == 'iso' else ''}")
+            cfg = split_sim.SplitConfig(split=split, epochs=settings.epochs, protection=kind, noise_ratio=ratio,
+                                        noise_seed=settings.seed + 31337)
+            prot_runs = [split_sim.train_split(cfg, s) for s in seeds]
+            regen = partial(split_sim.noise_direction, cfg.noise_seed)
+            row: dict[str, Any] = {"split": split, "protection": kind, "noise_ratio": ratio if kind == "iso" else None,
+                                   "leak_auc": {}, "leak_auc_seed_known": {}}
+            for attack in label_leakage.ATTACKS:
+                row["leak_auc"][attack] = est([label_leakage.leak_aucs(r.transcript, r.positive, attack)
+                                               for r in prot_runs]).as_dict()
+                if kind == "none":
+                    continue
+                row["leak_auc_seed_known"][attack] = est([label_leakage.leak_aucs(
+                    label_leakage.denoised(r.transcript, regen, per_example=kind == "max_norm"), r.positive, attack)
+                    for r in prot_runs]).as_dict()
+            row["test_accuracy"] = _scalar_estimate([r.test_accuracy for r in prot_runs], settings.n_boot,
+                                                    settings.seed).as_dict()
+            row["test_balanced_accuracy"] = _scalar_estimate([r.test_balanced_accuracy for r in prot_runs],
+                                                             settings.n_boot, settings.seed).as_dict()
+            protection.append(row)
+    return {"label_leakage_auc": auc, "label_leakage_ci95": ci, "label_leakage": detail,
+            "control_shuffled_labels": control, "multiclass_digit0_vs_rest": multiclass, "protection": protection,
+            "setting": {**asdict(split_sim.SplitConfig(epochs=settings.epochs)), "seeds": seeds,
+                        "positive_rate_train": round(positive_rate, 4)}}

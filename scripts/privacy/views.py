@@ -1,0 +1,128 @@
+"""What each access level exposes to a party that does not hold the training data.
+
+* ``weights`` — the final weights (what publishing the model reveals anyway);
+* ``full_proof`` — every checkpoint stored in a full proof;
+* ``compact_challenged`` — a compact proof (checkpoint 0, which the public seed rebuilds,
+  anchors if any, the final weights) plus what the interactive challenge gives the verifier:
+  the start state of every challenged segment (the prover's response) and its end state (the
+  verifier's own replay of the segment), and the samples of the replayed batches, which the
+  verifier must hold to replay them (``disclosed``);
+* ``commitments_only`` — no weights at all (handled in :mod:`scripts.privacy.mia`).
+
+The challenge / response flow runs through the ``pol`` command line in-process
+(``pol challenge``, ``pol respond``, ``pol verify --response --challenge``), so the view is the
+one a real verification produces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scripts.privacy.data import DATA_SPEC
+from scripts.privacy.runs import MODEL_SPEC, Weights
+
+ACCESS_LEVELS = ("weights", "full_proof", "compact_challenged", "commitments_only")
+
+
+@dataclass(frozen=True)
+class View:
+    access: str
+    checkpoints: dict[int, Weights]                 # checkpoint index -> model weights
+    disclosed: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # dataset indices
+    segments: tuple[int, ...] = ()                   # challenged segments (compact_challenged)
+
+    @property
+    def last(self) -> int:
+        return max(self.checkpoints)
+
+
+def _weights(state: dict[str, np.ndarray]) -> Weights:
+    from pol.state import model_weights
+
+    return {k: np.array(v) for k, v in model_weights(state).items()}
+
+
+def final_weights_view(proof: str | os.PathLike[str]) -> View:
+    from pol.proof_file import ProofReader
+
+    with ProofReader(proof, model_spec=MODEL_SPEC) as reader:
+        last = reader.num_checkpoints - 1
+        return View("weights", {last: _weights(reader.checkpoint_state(last))})
+
+
+def full_proof_view(proof: str | os.PathLike[str]) -> View:
+    from pol.proof_file import ProofReader
+
+    with ProofReader(proof, model_spec=MODEL_SPEC) as reader:
+        if len(reader.stored_checkpoints) != reader.num_checkpoints:
+            raise ValueError(f"{proof} is not a full proof (stores {len(reader.stored_checkpoints)} "
+                             f"of {reader.num_checkpoints} checkpoints)")
+        return View("full_proof", {i: _weights(reader.checkpoint_state(i)) for i in reader.stored_checkpoints})
+
+
+def run_pol(args: list[str]) -> int:
+    """``pol ARGS`` in this process; its stdout goes to stderr (ours carries the JSON document)."""
+    from pol.cli import main
+
+    with contextlib.redirect_stdout(sys.stderr if os.environ.get("POL_PRIVACY_VERBOSE") else io.StringIO()):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    return 0
+
+
+def challenge_and_respond(compact: str | os.PathLike[str], workdir: str | os.PathLike[str], *, segments: int | None,
+                          seed: int) -> tuple[Path, Path]:
+    """Verifier: ``pol challenge``; prover: ``pol respond``. Returns (challenge, response) paths."""
+    d = Path(workdir)
+    challenge, response = d / f"{Path(compact).stem}.challenge.json", d / f"{Path(compact).stem}.response.h5"
+    args = ["challenge", compact, "--out", challenge, "--seed", seed] + ([] if segments is None else ["--segments", segments])
+    if (code := run_pol(args)) != 0:
+        raise RuntimeError(f"pol challenge exited {code}")
+    if (code := run_pol(["respond", compact, "--challenge", challenge, "--out", response, "--data", DATA_SPEC])) != 0:
+        raise RuntimeError(f"pol respond exited {code}")
+    return challenge, response
+
+
+def verify_challenged(compact: str | os.PathLike[str], public_key: str | os.PathLike[str], challenge: Path,
+                      response: Path) -> int:
+    """``pol verify`` of the compact proof with the response to the verifier's own challenge."""
+    return run_pol(["verify", compact, "--key", public_key, "--response", response, "--challenge", challenge,
+                    "--data", DATA_SPEC])
+
+
+def compact_challenged_view(compact: str | os.PathLike[str], challenge: Path, response: Path) -> View:
+    """Stored checkpoints + challenged start states (response) + their replayed end states."""
+    from pol.proof_file import ProofReader
+    from pol.sampler import BatchSchedule
+    from pol.tasks import load_data
+    from verifier.challenge import load_response_states, read_challenge
+    from verifier.replay import Replayer
+
+    with ProofReader(compact, model_spec=MODEL_SPEC) as reader:
+        plan = reader.plan
+        seen = {i: _weights(reader.checkpoint_state(i)) for i in reader.stored_checkpoints}
+        segments = sorted(int(s) for s in read_challenge(challenge)["segments"])
+        starts = load_response_states(response, reader)
+        data = load_data(DATA_SPEC, plan.data.get("kwargs") or {})
+        replayer = Replayer(plan, data.train, "cpu", MODEL_SPEC)
+        schedule = BatchSchedule(plan.seed, int(plan.data["num_samples"]), plan.batch_size)
+        disclosed = []
+        for j in segments:
+            start = starts[j] if j in starts else reader.checkpoint_state(j)
+            a, b = plan.checkpoint_step(j), plan.checkpoint_step(j + 1)
+            indices = schedule.block(a, b)
+            disclosed.append(indices.ravel())
+            seen[j] = _weights(start)
+            seen[j + 1] = _weights(replayer.run(start, a, indices))
+    return View("compact_challenged", seen, np.unique(np.concatenate(disclosed)) if disclosed else np.empty(0, np.int64),
+                tuple(segments))
+
