@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,8 @@ class MembershipSettings:
 
 
 class _Trials:
-    """The trials' labels and cross-fit folds; every figure is bootstrapped with the same seed, so
-    differences between two attacks are paired (the same resamples)."""
+    """The trials' labels and cross-fit folds, and one set of bootstrap resamples shared by every
+    figure (so a difference between two attacks is bootstrapped as a paired difference)."""
 
     def __init__(self, n_boot: int, seed: int):
         self.labels: list[np.ndarray] = []
@@ -58,24 +58,27 @@ class _Trials:
         self.labels.append(np.asarray(labels))
         self.folds.append(metrics.folds_for(labels, fold_seed))
 
-    def _estimate(self, stat: Callable[[int, np.ndarray], float]) -> Estimate:
-        return bootstrap(self.labels, stat, sizes=[len(y) for y in self.labels], n_boot=self.n_boot, seed=self.seed)
+    @cached_property
+    def resamples(self) -> metrics.Resamples:   # drawn once every trial has been added
+        return metrics.Resamples(self.labels, [len(y) for y in self.labels], n_boot=self.n_boot, seed=self.seed)
+
+    def _auc(self, s: Sequence[np.ndarray], t: int, i: np.ndarray) -> np.ndarray:
+        return metrics.auc_rows(s[t], self.labels[t], i)
+
+    def _adv(self, s: Sequence[np.ndarray], t: int, i: np.ndarray) -> np.ndarray:
+        return metrics.crossfit_advantage_rows(s[t], self.labels[t], self.folds[t], i)
 
     def auc(self, s: Sequence[np.ndarray]) -> Estimate:
-        return self._estimate(lambda t, i: metrics.roc_auc(s[t][i], self.labels[t][i]))
+        return self.resamples.estimate(lambda t, i: self._auc(s, t, i))
 
     def advantage(self, s: Sequence[np.ndarray]) -> Estimate:
-        return self._estimate(lambda t, i: metrics.crossfit_advantage(s[t][i], self.labels[t][i], self.folds[t][i]))
+        return self.resamples.estimate(lambda t, i: self._adv(s, t, i))
 
     def auc_diff(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> Estimate:
-        return self._estimate(lambda t, i: metrics.roc_auc(a[t][i], self.labels[t][i])
-                              - metrics.roc_auc(b[t][i], self.labels[t][i]))
+        return self.resamples.estimate(lambda t, i: self._auc(a, t, i) - self._auc(b, t, i))
 
     def advantage_diff(self, a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> Estimate:
-        def stat(t: int, i: np.ndarray) -> float:
-            y, f = self.labels[t][i], self.folds[t][i]
-            return metrics.crossfit_advantage(a[t][i], y, f) - metrics.crossfit_advantage(b[t][i], y, f)
-        return self._estimate(stat)
+        return self.resamples.estimate(lambda t, i: self._adv(a, t, i) - self._adv(b, t, i))
 
     def chance_best_threshold(self, permutations: int = 20) -> float:
         """Mean best-threshold advantage of random scores on these trials' sizes (its bias at chance)."""
@@ -117,6 +120,7 @@ def run_membership(settings: MembershipSettings, workdir: str | os.PathLike[str]
     control: dict[str, list[np.ndarray]] = {"weights": [], "full_proof": []}
     trials, control_trials = _Trials(settings.n_boot, settings.seed), _Trials(settings.n_boot, settings.seed)
     disclosed, verified, matches, challenged = [], 0, True, []
+    accuracy: list[tuple[float, float]] = []
     for t in range(settings.targets):
         split_seed, seed = settings.seed * 1000 + 101 + t, settings.seed * 1000 + 501 + t
         log(f"membership: target {t + 1}/{settings.targets}: recording a full and a compact proof")
@@ -129,6 +133,8 @@ def run_membership(settings: MembershipSettings, workdir: str | os.PathLike[str]
         cand, lab = runs.target_candidates(cfg, split_seed)
         trials.add(lab, fold_seed=t)
         v_full = views.full_proof_view(full)
+        final = v_full.checkpoints[max(v_full.checkpoints)]
+        accuracy.append((scorer.accuracy(final, cand[lab == 1]), scorer.accuracy(final, cand[lab == 0])))
         v_compact = views.compact_challenged_view(compact, challenge, response)
         matches &= all(np.array_equal(v_compact.checkpoints[i][k], v_full.checkpoints[i][k])
                        for i in v_compact.checkpoints for k in v_full.checkpoints[i])
@@ -168,8 +174,10 @@ def run_membership(settings: MembershipSettings, workdir: str | os.PathLike[str]
         s = scores[access]["trajectory"]
         out[access]["minus_weights"] = {"advantage": trials.advantage_diff(s, base).as_dict(),
                                         "auc": trials.auc_diff(s, base).as_dict()}
+    n_segments = cfg.num_checkpoints - 1
     out["compact_challenged"].update({
         "segments_challenged": challenged, "verified": f"{verified}/{settings.targets}",
+        "detection_probability": _detection(n_segments, len(challenged[0])),
         "views_match_full_proof": bool(matches),
         "disclosed_member_fraction": {"mean": round(float(np.mean(disclosed)), 4),
                                       "per_trial": [round(x, 4) for x in disclosed]},
@@ -177,13 +185,26 @@ def run_membership(settings: MembershipSettings, workdir: str | os.PathLike[str]
     if sweep:
         out["compact_challenged"]["segment_sweep"] = {
             str(count): {"auc": trials.auc(s).as_dict(), "advantage": trials.advantage(s).as_dict(),
-                         "minus_weights_advantage": trials.advantage_diff(s, base).as_dict()}
+                         "minus_weights_auc": trials.auc_diff(s, base).as_dict(),
+                         "minus_weights_advantage": trials.advantage_diff(s, base).as_dict(),
+                         "detection_probability": _detection(n_segments, count)}
             for count, s in sweep.items()}
     out["control_never_trained"] = {k: {"auc": control_trials.auc(s).as_dict(),
                                         "advantage": control_trials.advantage(s).as_dict()}
                                     for k, s in control.items()}
     out["advantage_best_threshold_at_chance"] = round(trials.chance_best_threshold(), 4)
+    acc = np.array(accuracy)
+    out["target_accuracy"] = {"members": {"mean": round(float(acc[:, 0].mean()), 4), "min": round(float(acc[:, 0].min()), 4)},
+                              "nonmembers": {"mean": round(float(acc[:, 1].mean()), 4),
+                                             "range": [round(float(acc[:, 1].min()), 4), round(float(acc[:, 1].max()), 4)]}}
     return out
+
+
+def _detection(n_segments: int, count: int) -> dict[str, float]:
+    """Probability that ``count`` random segments of ``n_segments`` hit a forged fraction f."""
+    from verifier.sampling import detection_probability
+
+    return {f"f={f}": round(detection_probability(n_segments, count, f), 4) for f in (0.1, 0.5)}
 
 
 # -- split learning ----------------------------------------------------------------------------
@@ -197,13 +218,15 @@ class LeakageSettings:
 
 
 def _batch_estimate(per_seed: list[np.ndarray], n_boot: int, seed: int) -> Estimate:
-    return bootstrap([None] * len(per_seed), lambda t, i: float(per_seed[t][i].mean()),
+    """Mean per-batch figure: trials are seeds, samples their batches."""
+    return bootstrap([None] * len(per_seed), lambda t, i: per_seed[t][i].mean(axis=1),
                      sizes=[len(v) for v in per_seed], n_boot=n_boot, seed=seed)
 
 
 def _scalar_estimate(values: list[float], n_boot: int, seed: int) -> Estimate:
-    arr = np.asarray(values, dtype=np.float64)
-    return bootstrap([None], lambda _t, i: float(arr[i].mean()), sizes=[len(arr)], n_boot=n_boot, seed=seed)
+    """Mean of one figure per seed (e.g. test accuracy): trials are seeds."""
+    return bootstrap([None] * len(values), lambda t, i: np.full(i.shape[0], float(values[t])),
+                     sizes=[1] * len(values), n_boot=n_boot, seed=seed)
 
 
 def run_label_leakage(settings: LeakageSettings) -> dict[str, Any]:

@@ -11,9 +11,11 @@ Conventions: an attack gives every sample a score, higher meaning "more likely a
   measured on the other half (both ways, averaged): an unbiased estimate of what a threshold
   fixed in advance achieves, 0 in expectation at chance. This is the ``advantage`` the
   benchmark reports.
-* :func:`bootstrap` — a hierarchical bootstrap (trials, e.g. training seeds, resampled with
-  replacement; then samples within each trial, stratified by label) of the mean over trials of
-  a per-trial statistic: the point estimate and a 95% percentile interval.
+* :class:`Resamples` / :func:`bootstrap` — a hierarchical bootstrap (trials, e.g. training
+  seeds, resampled with replacement; then samples within each trial, stratified by label) of
+  the mean over trials of a per-trial statistic: the point estimate and a 95% percentile
+  interval. Statistics are computed for all resamples at once (:func:`auc_rows`,
+  :func:`crossfit_advantage_rows`).
 """
 
 from __future__ import annotations
@@ -119,6 +121,55 @@ def crossfit_advantage(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray
     return float(np.mean(values))
 
 
+def _counts(s: np.ndarray, y: np.ndarray, idx: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per resample (row of ``idx``): how many positives and negatives hold each distinct score
+    value (columns in ascending score order), counting only elements where ``keep``."""
+    values, inverse = np.unique(s, return_inverse=True)
+    k = len(values)
+    flat = inverse[idx] + k * np.arange(idx.shape[0])[:, None]
+    pos = y[idx]
+    sel_pos, sel_neg = (pos, ~pos) if keep is None else (pos & keep, ~pos & keep)
+    n = idx.shape[0] * k
+    cpos = np.bincount(flat[sel_pos], minlength=n).reshape(-1, k).astype(np.float64)
+    cneg = np.bincount(flat[sel_neg], minlength=n).reshape(-1, k).astype(np.float64)
+    if (cpos.sum(1) == 0).any() or (cneg.sum(1) == 0).any():
+        raise ValueError("every resample needs both classes")
+    return cpos, cneg
+
+
+def auc_rows(scores: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """:func:`roc_auc` of every resample ``scores[idx[r]]`` at once (Mann-Whitney from counts)."""
+    s, y = _check(scores, labels)
+    cpos, cneg = _counts(s, y, np.atleast_2d(idx))
+    below = np.cumsum(cneg, axis=1) - cneg
+    return (cpos * (below + 0.5 * cneg)).sum(1) / (cpos.sum(1) * cneg.sum(1))
+
+
+def _rates_descending(cpos: np.ndarray, cneg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """TPR, FPR of ``score >= t`` for t = +inf, then every distinct value in descending order."""
+    zero = np.zeros((cpos.shape[0], 1))
+    tp = np.concatenate([zero, np.cumsum(cpos[:, ::-1], axis=1)], axis=1)
+    fp = np.concatenate([zero, np.cumsum(cneg[:, ::-1], axis=1)], axis=1)
+    return tp / cpos.sum(1, keepdims=True), fp / cneg.sum(1, keepdims=True)
+
+
+def crossfit_advantage_rows(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray,
+                            idx: np.ndarray) -> np.ndarray:
+    """:func:`crossfit_advantage` of every resample at once (the same threshold rule: the highest
+    threshold reaching the fitting fold's maximum)."""
+    s, y = _check(scores, labels)
+    idx = np.atleast_2d(idx)
+    f = np.asarray(folds)[idx]
+    rows = np.arange(idx.shape[0])
+    out = np.zeros(idx.shape[0])
+    for fit in (0, 1):
+        tpr_a, fpr_a = _rates_descending(*_counts(s, y, idx, f == fit))
+        best = np.argmax(tpr_a - fpr_a, axis=1)
+        tpr_b, fpr_b = _rates_descending(*_counts(s, y, idx, f != fit))
+        out += tpr_b[rows, best] - fpr_b[rows, best]
+    return out / 2
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A mean over trials with its hierarchical-bootstrap 95% interval."""
@@ -136,40 +187,41 @@ class Estimate:
                 "per_trial": [round(v, digits) for v in self.per_trial]}
 
 
-def bootstrap(strata: Sequence[np.ndarray | None], stat: Callable[[int, np.ndarray], float], *, sizes: Sequence[int],
-              n_boot: int, seed: int) -> Estimate:
-    """Mean over trials of ``stat(trial, sample_indices)`` with a hierarchical 95% interval.
+RowStat = Callable[[int, np.ndarray], np.ndarray]   # (trial, index rows (B, n)) -> one value per row
 
-    ``sizes[t]`` is the number of samples of trial ``t``; ``strata[t]`` (labels, or None) makes
-    the within-trial resampling keep each class's count. A trial whose resample makes
-    ``stat`` raise ValueError (e.g. one class missing) is drawn again.
+
+class Resamples:
+    """The bootstrap draws of a set of trials, made once and shared by every statistic.
+
+    Hierarchical: each resample draws the trials with replacement, and within each trial its
+    samples with replacement (stratified by ``strata[t]`` when given, so class counts stay
+    fixed). A trial drawn twice in one resample reuses its within-trial draw, which can only
+    widen the interval. Statistics evaluated on the same ``Resamples`` are paired: the
+    interval of a difference between two attacks is the interval of the paired difference.
     """
-    rng = np.random.default_rng(seed)
-    n_trials = len(sizes)
-    if n_trials == 0 or len(strata) != n_trials:
-        raise ValueError("bootstrap needs at least one trial and one stratum entry per trial")
-    groups = []
-    for t in range(n_trials):
-        if strata[t] is None:
-            groups.append([np.arange(sizes[t])])
-        else:
-            lab = np.asarray(strata[t])
-            groups.append([np.flatnonzero(lab == v) for v in np.unique(lab)])
-    per_trial = tuple(float(stat(t, np.arange(sizes[t]))) for t in range(n_trials))
-    means = np.empty(n_boot)
-    for b in range(n_boot):
-        picked = rng.integers(0, n_trials, n_trials) if n_trials > 1 else np.zeros(1, dtype=np.int64)
-        vals = []
-        for t in picked:
-            for _attempt in range(20):
-                idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups[t]])
-                try:
-                    vals.append(float(stat(int(t), idx)))
-                    break
-                except ValueError:
-                    continue
-            else:
-                raise ValueError(f"trial {t}: no valid bootstrap resample in 20 draws")
-        means[b] = np.mean(vals)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return Estimate(float(np.mean(per_trial)), (float(lo), float(hi)), n_trials, int(sum(sizes)), n_boot, per_trial)
+
+    def __init__(self, strata: Sequence[np.ndarray | None], sizes: Sequence[int], *, n_boot: int, seed: int):
+        if not sizes or len(strata) != len(sizes):
+            raise ValueError("bootstrap needs at least one trial and one stratum entry per trial")
+        rng = np.random.default_rng(seed)
+        self.sizes, self.n_boot = [int(n) for n in sizes], n_boot
+        self.picks = rng.integers(0, len(sizes), (n_boot, len(sizes)))
+        self.rows = []
+        for t, n in enumerate(self.sizes):
+            groups = [np.arange(n)] if strata[t] is None else [
+                np.flatnonzero(np.asarray(strata[t]) == v) for v in np.unique(strata[t])]
+            self.rows.append(np.concatenate([g[rng.integers(0, len(g), (n_boot, len(g)))] for g in groups], axis=1))
+
+    def estimate(self, stat: RowStat) -> Estimate:
+        per_trial = tuple(float(stat(t, np.arange(n)[None, :])[0]) for t, n in enumerate(self.sizes))
+        values = np.stack([np.asarray(stat(t, self.rows[t]), dtype=np.float64) for t in range(len(self.sizes))])
+        means = values[self.picks, np.arange(self.n_boot)[:, None]].mean(axis=1)
+        lo, hi = np.percentile(means, [2.5, 97.5])
+        return Estimate(float(np.mean(per_trial)), (float(lo), float(hi)), len(self.sizes), sum(self.sizes),
+                        self.n_boot, per_trial)
+
+
+def bootstrap(strata: Sequence[np.ndarray | None], stat: RowStat, *, sizes: Sequence[int], n_boot: int,
+              seed: int) -> Estimate:
+    """Mean over trials of a per-trial statistic, with its hierarchical 95% interval."""
+    return Resamples(strata, sizes, n_boot=n_boot, seed=seed).estimate(stat)

@@ -62,6 +62,14 @@ class Scorer:
         loss = z.logsumexp(1) - true
         return (true - other).numpy(), loss.numpy()
 
+    def accuracy(self, weights: Weights, idx: np.ndarray) -> float:
+        """Top-1 accuracy of these weights on the universe samples ``idx``."""
+        torch = self._torch
+        self.model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()}, strict=True)
+        i = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        with torch.no_grad():
+            return float((self.model(self.x[i]).argmax(1) == self.y[i]).double().mean())
+
 
 @dataclass(frozen=True)
 class ShadowStats:

@@ -68,15 +68,20 @@ def full_proof_view(proof: str | os.PathLike[str]) -> View:
 
 
 def run_pol(args: list[str]) -> int:
-    """``pol ARGS`` in this process; its stdout goes to stderr (ours carries the JSON document)."""
+    """``pol ARGS`` in this process, its exit code; what it prints is kept back (our stdout carries
+    the JSON document) and shown on stderr when it fails."""
     from pol.cli import main
 
-    with contextlib.redirect_stdout(sys.stderr if os.environ.get("POL_PRIVACY_VERBOSE") else io.StringIO()):
+    out = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
             main([str(a) for a in args])
         except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    return 0
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if code != 0:
+        print(f"pol {' '.join(map(str, args[:2]))} exited {code}:\n{out.getvalue()[-2000:]}", file=sys.stderr)
+    return code
 
 
 def challenge_and_respond(compact: str | os.PathLike[str], workdir: str | os.PathLike[str], *, segments: int | None,

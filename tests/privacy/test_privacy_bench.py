@@ -40,6 +40,9 @@ def test_every_access_level_has_advantage_auc_and_interval(tiny: dict) -> None:
     assert cc["verified"] == "2/2" and cc["views_match_full_proof"] is True
     assert 0 < cc["disclosed_member_fraction"]["mean"] <= 1
     assert set(cc["segment_sweep"]) == {"1"}
+    assert cc["segment_sweep"]["1"]["detection_probability"]["f=0.5"] < cc["detection_probability"]["f=0.5"]
+    acc = tiny["mia"]["target_accuracy"]
+    assert 0 <= acc["nonmembers"]["range"][0] <= acc["nonmembers"]["mean"] <= acc["members"]["mean"] <= 1
 
 
 def test_split_keys_and_protection_rows(tiny: dict) -> None:

@@ -56,7 +56,7 @@ def test_folds_are_stratified() -> None:
 def test_bootstrap_interval_covers_the_mean_and_has_the_expected_width() -> None:
     rng = np.random.default_rng(3)
     values = [rng.normal(0.3, 1.0, 400) for _ in range(4)]
-    est = metrics.bootstrap([None] * 4, lambda t, i: float(values[t][i].mean()), sizes=[400] * 4, n_boot=500, seed=0)
+    est = metrics.bootstrap([None] * 4, lambda t, i: values[t][i].mean(axis=1), sizes=[400] * 4, n_boot=500, seed=0)
     assert est.ci95[0] < 0.3 < est.ci95[1]
     expected = 2 * 1.96 / np.sqrt(1600)
     assert 0.6 * expected < est.ci95[1] - est.ci95[0] < 1.6 * expected
@@ -65,6 +65,31 @@ def test_bootstrap_interval_covers_the_mean_and_has_the_expected_width() -> None
 
 def test_bootstrap_stratified_keeps_class_counts() -> None:
     labels = np.array([1] * 5 + [0] * 95)
-    seen = []
-    metrics.bootstrap([labels], lambda _t, i: seen.append(int(labels[i].sum())) or 0.0, sizes=[100], n_boot=50, seed=0)
-    assert set(seen) == {5}
+    r = metrics.Resamples([labels], [100], n_boot=50, seed=0)
+    assert r.rows[0].shape == (50, 100)
+    assert set(labels[r.rows[0]].sum(axis=1)) == {5}
+    assert len(set(map(tuple, r.rows[0]))) == 50                     # 50 different draws
+
+
+def test_bootstrap_resamples_trials_too() -> None:
+    """Trials that disagree widen the interval beyond the within-trial noise."""
+    same = [np.full(100, 0.5), np.full(100, 0.5)]
+    apart = [np.full(100, 0.0), np.full(100, 1.0)]
+    stat = (lambda v: lambda t, i: v[t][i].mean(axis=1))
+    assert metrics.bootstrap([None] * 2, stat(same), sizes=[100] * 2, n_boot=200, seed=0).ci95 == (0.5, 0.5)
+    lo, hi = metrics.bootstrap([None] * 2, stat(apart), sizes=[100] * 2, n_boot=200, seed=0).ci95
+    assert lo == 0.0 and hi == 1.0
+
+
+def test_vectorised_metrics_equal_the_scalar_ones_on_every_resample() -> None:
+    rng = np.random.default_rng(4)
+    labels = np.array([1] * 40 + [0] * 60)
+    scores = np.round(rng.standard_normal(100) + 0.7 * labels, 1)      # ties included
+    folds = metrics.folds_for(labels, 1)
+    idx = metrics.Resamples([labels], [100], n_boot=40, seed=2).rows[0]
+    auc = metrics.auc_rows(scores, labels, idx)
+    adv = metrics.crossfit_advantage_rows(scores, labels, folds, idx)
+    for r in range(40):
+        i = idx[r]
+        assert auc[r] == pytest.approx(metrics.roc_auc(scores[i], labels[i]), abs=1e-12)
+        assert adv[r] == pytest.approx(metrics.crossfit_advantage(scores[i], labels[i], folds[i]), abs=1e-12)
