@@ -6,8 +6,9 @@ verify``, trains the attacker's shadows, scores every attack on every access lev
 the figures with hierarchical-bootstrap intervals (trials: targets; samples: candidates).
 
 :func:`run_label_leakage` trains the in-process split (plain and U-shaped) over several seeds
-and measures the leak AUC of the norm and cosine attacks, a permuted-label control, and the
-effect of gradient-noise protection on leakage and accuracy (trials: seeds; samples: batches).
+and measures the leak AUC of the norm and cosine attacks, a control with the gradients shuffled
+within each batch, and the effect of gradient-noise protection on leakage and accuracy
+(trials: seeds; samples: batches).
 """
 
 from __future__ import annotations
@@ -99,104 +100,136 @@ def _headline(attacks: dict[str, dict[str, Any]], attack: str) -> dict[str, Any]
             "trials": a["auc"]["trials"], "samples": a["auc"]["samples"]}
 
 
+@dataclass
+class _Attacker:
+    """What the attacker builds once: its scorer, its shadows' statistics and commitments."""
+
+    scorer: mia.Scorer
+    stats: mia.ShadowStats
+    committer: Any
+    shadow_commitments: list[bytes]
+
+
+@dataclass
+class _Target:
+    """One recorded target and every score the attacks gave its candidates."""
+
+    labels: np.ndarray
+    scores: dict[str, dict[str, np.ndarray]]      # access -> attack -> scores
+    sweep: dict[int, np.ndarray]                  # challenged segments -> trajectory scores
+    control_labels: np.ndarray
+    control: dict[str, np.ndarray]                # access -> trajectory scores, never-trained "members"
+    segments: list[int]
+    disclosed: float
+    verified: bool
+    views_match: bool
+    accuracy: tuple[float, float]                 # on members, on non-members
+
+
+def _run_target(t: int, settings: MembershipSettings, attacker: _Attacker, d: Path, key: Path, pub: Path) -> _Target:
+    from pol.tasks import seeded_weights
+
+    cfg = settings.train
+    split_seed, seed = settings.seed * 1000 + 101 + t, settings.seed * 1000 + 501 + t
+    log(f"membership: target {t + 1}/{settings.targets}: recording a full and a compact proof")
+    full = runs.record_target(cfg, d / f"t{t}.full.pol.h5", key, seed=seed, split_seed=split_seed)
+    compact = runs.record_target(cfg, d / f"t{t}.compact.pol.h5", key, seed=seed, split_seed=split_seed,
+                                 compact_k=COMPACT_K)
+    challenge, response = views.challenge_and_respond(compact, d, segments=settings.challenge_segments,
+                                                      seed=settings.seed * 1000 + t)
+    verified = views.verify_challenged(compact, pub, challenge, response) == 0
+    cand, lab = runs.target_candidates(cfg, split_seed)
+    v_weights, v_full = views.final_weights_view(full), views.full_proof_view(full)
+    v_compact = views.compact_challenged_view(compact, challenge, response)
+    final = v_weights.checkpoints[v_weights.last]
+
+    def trajectory_scores(view: views.View, candidates: np.ndarray) -> dict[str, np.ndarray]:
+        return mia.view_scores(attacker.scorer, view.checkpoints, attacker.stats, candidates)
+
+    scores = {v.access: trajectory_scores(v, cand) for v in (v_weights, v_full, v_compact)}
+    init = seeded_weights(runs.MODEL_SPEC, cfg.model_kwargs, seed)  # the plan is public: so is the init
+    scores["commitments_only"] = {
+        "init_loss": mia.init_loss_scores(attacker.scorer, init, cand),
+        "commitment_similarity": mia.commitment_similarity_scores(
+            mia.commit_weights(final, attacker.committer), attacker.shadow_commitments, attacker.stats, cand)}
+    sweep = {}
+    for count in settings.segment_sweep:
+        (d / f"sweep{count}").mkdir(exist_ok=True)
+        ch, resp = views.challenge_and_respond(compact, d / f"sweep{count}", segments=count,
+                                               seed=settings.seed * 1000 + t)
+        sweep[count] = trajectory_scores(views.compact_challenged_view(compact, ch, resp), cand)["trajectory"]
+    non = np.random.default_rng(t).permutation(cand[lab == 0])      # control: two halves of the non-members
+    control_labels = (np.arange(len(non)) < len(non) // 2).astype(np.int8)
+    control = {v.access: trajectory_scores(v, non)["trajectory"] for v in (v_weights, v_full)}
+    matches = all(np.array_equal(w[k], v_full.checkpoints[i][k]) for i, w in v_compact.checkpoints.items() for k in w)
+    return _Target(lab, scores, sweep, control_labels, control, list(v_compact.segments),
+                   len(v_compact.disclosed) / cfg.members, verified, matches,
+                   (attacker.scorer.accuracy(final, cand[lab == 1]), attacker.scorer.accuracy(final, cand[lab == 0])))
+
+
 def run_membership(settings: MembershipSettings, workdir: str | os.PathLike[str]) -> dict[str, Any]:
     from pol.keys import generate_keypair
-    from pol.tasks import seeded_weights
     from zk import Committer, Params
 
     cfg, d = settings.train, Path(workdir)
     key, pub = generate_keypair(d / "trainer")
     log(f"membership: {settings.shadows} shadow runs ({cfg.members} members, {cfg.epochs} epochs)")
     shadows = runs.train_shadows(cfg, settings.shadows, seed=settings.seed + 7919)
-    scorer = mia.Scorer(cfg)
-    stats = mia.ShadowStats.of(scorer, shadows)
-    committer = Committer(Params())
-    shadow_commitments = [mia.commit_weights(s.checkpoints[-1], committer) for s in shadows]
-
-    levels = ("weights", "full_proof", "compact_challenged")
-    scores: dict[str, dict[str, list[np.ndarray]]] = {a: {k: [] for k in mia.TRAJECTORY_ATTACKS} for a in levels}
-    scores["commitments_only"] = {k: [] for k in mia.COMMITMENT_ATTACKS}
-    sweep: dict[int, list[np.ndarray]] = {s: [] for s in settings.segment_sweep}
-    control: dict[str, list[np.ndarray]] = {"weights": [], "full_proof": []}
-    trials, control_trials = _Trials(settings.n_boot, settings.seed), _Trials(settings.n_boot, settings.seed)
-    disclosed, verified, matches, challenged = [], 0, True, []
-    accuracy: list[tuple[float, float]] = []
-    for t in range(settings.targets):
-        split_seed, seed = settings.seed * 1000 + 101 + t, settings.seed * 1000 + 501 + t
-        log(f"membership: target {t + 1}/{settings.targets}: recording a full and a compact proof")
-        full = runs.record_target(cfg, d / f"t{t}.full.pol.h5", key, seed=seed, split_seed=split_seed)
-        compact = runs.record_target(cfg, d / f"t{t}.compact.pol.h5", key, seed=seed, split_seed=split_seed,
-                                     compact_k=COMPACT_K)
-        challenge, response = views.challenge_and_respond(compact, d, segments=settings.challenge_segments,
-                                                          seed=settings.seed * 1000 + t)
-        verified += views.verify_challenged(compact, pub, challenge, response) == 0
-        cand, lab = runs.target_candidates(cfg, split_seed)
-        trials.add(lab, fold_seed=t)
-        v_full = views.full_proof_view(full)
-        final = v_full.checkpoints[max(v_full.checkpoints)]
-        accuracy.append((scorer.accuracy(final, cand[lab == 1]), scorer.accuracy(final, cand[lab == 0])))
-        v_compact = views.compact_challenged_view(compact, challenge, response)
-        matches &= all(np.array_equal(v_compact.checkpoints[i][k], v_full.checkpoints[i][k])
-                       for i in v_compact.checkpoints for k in v_full.checkpoints[i])
-        challenged.append(list(v_compact.segments))
-        disclosed.append(len(v_compact.disclosed) / cfg.members)
-        for view in (views.final_weights_view(full), v_full, v_compact):
-            for attack, s in mia.view_scores(scorer, view.checkpoints, stats, cand).items():
-                scores[view.access][attack].append(s)
-        target_commitment = mia.commit_weights(v_full.checkpoints[max(v_full.checkpoints)], committer)
-        scores["commitments_only"]["commitment_similarity"].append(
-            mia.commitment_similarity_scores(target_commitment, shadow_commitments, stats, cand))
-        init = seeded_weights(runs.MODEL_SPEC, cfg.model_kwargs, seed)  # the plan is public: so is the init
-        scores["commitments_only"]["init_loss"].append(mia.init_loss_scores(scorer, init, cand))
-        for count in settings.segment_sweep:
-            (d / f"sweep{count}").mkdir(exist_ok=True)
-            ch, resp = views.challenge_and_respond(compact, d / f"sweep{count}", segments=count,
-                                                   seed=settings.seed * 1000 + t)
-            sweep[count].append(mia.view_scores(scorer, views.compact_challenged_view(compact, ch, resp).checkpoints,
-                                                stats, cand)["trajectory"])
-        # Control: the "members" were never trained on (two halves of the non-members).
-        non = cand[lab == 0]
-        half = np.random.default_rng(t).permutation(len(non))
-        c_cand = non[half]
-        c_lab = (np.arange(len(non)) < len(non) // 2).astype(np.int8)
-        control_trials.add(c_lab, fold_seed=t)
-        control["weights"].append(mia.view_scores(scorer, {max(v_full.checkpoints): v_full.checkpoints[
-            max(v_full.checkpoints)]}, stats, c_cand)["trajectory"])
-        control["full_proof"].append(mia.view_scores(scorer, v_full.checkpoints, stats, c_cand)["trajectory"])
-
+    scorer, committer = mia.Scorer(cfg), Committer(Params())
+    attacker = _Attacker(scorer, mia.ShadowStats.of(scorer, shadows), committer,
+                         [mia.commit_weights(s.checkpoints[-1], committer) for s in shadows])
+    targets = [_run_target(t, settings, attacker, d, key, pub) for t in range(settings.targets)]
     log("membership: bootstrap")
+    return _membership_figures(settings, targets)
+
+
+def _membership_figures(settings: MembershipSettings, targets: list[_Target]) -> dict[str, Any]:
+    trials, control_trials = _Trials(settings.n_boot, settings.seed), _Trials(settings.n_boot, settings.seed)
+    for t, target in enumerate(targets):
+        trials.add(target.labels, fold_seed=t)
+        control_trials.add(target.control_labels, fold_seed=t)
+
+    def per_trial(access: str, attack: str) -> list[np.ndarray]:
+        return [target.scores[access][attack] for target in targets]
+
     out: dict[str, Any] = {}
-    for access, by_attack in scores.items():
-        attacks = {name: trials.attack_figures(s) for name, s in by_attack.items()}
+    for access, by_attack in targets[0].scores.items():
+        attacks = {name: trials.attack_figures(per_trial(access, name)) for name in by_attack}
         out[access] = {**_headline(attacks, HEADLINE[access]), "attacks": attacks}
-    base = scores["weights"]["trajectory"]
+    base = per_trial("weights", "trajectory")
     for access in ("full_proof", "compact_challenged"):
-        s = scores[access]["trajectory"]
+        s = per_trial(access, "trajectory")
         out[access]["minus_weights"] = {"advantage": trials.advantage_diff(s, base).as_dict(),
                                         "auc": trials.auc_diff(s, base).as_dict()}
-    n_segments = cfg.num_checkpoints - 1
+    n_segments = settings.train.num_checkpoints - 1
+    disclosed = [target.disclosed for target in targets]
     out["compact_challenged"].update({
-        "segments_challenged": challenged, "verified": f"{verified}/{settings.targets}",
-        "detection_probability": _detection(n_segments, len(challenged[0])),
-        "views_match_full_proof": bool(matches),
+        "segments_challenged": [target.segments for target in targets],
+        "verified": f"{sum(target.verified for target in targets)}/{len(targets)}",
+        "detection_probability": _detection(n_segments, len(targets[0].segments)),
+        "views_match_full_proof": all(target.views_match for target in targets),
         "disclosed_member_fraction": {"mean": round(float(np.mean(disclosed)), 4),
                                       "per_trial": [round(x, 4) for x in disclosed]},
     })
-    if sweep:
-        out["compact_challenged"]["segment_sweep"] = {
-            str(count): {"auc": trials.auc(s).as_dict(), "advantage": trials.advantage(s).as_dict(),
-                         "minus_weights_auc": trials.auc_diff(s, base).as_dict(),
-                         "minus_weights_advantage": trials.advantage_diff(s, base).as_dict(),
-                         "detection_probability": _detection(n_segments, count)}
-            for count, s in sweep.items()}
-    out["control_never_trained"] = {k: {"auc": control_trials.auc(s).as_dict(),
-                                        "advantage": control_trials.advantage(s).as_dict()}
-                                    for k, s in control.items()}
+    if settings.segment_sweep:
+        out["compact_challenged"]["segment_sweep"] = {}
+        for count in settings.segment_sweep:
+            s = [target.sweep[count] for target in targets]
+            out["compact_challenged"]["segment_sweep"][str(count)] = {
+                "auc": trials.auc(s).as_dict(), "advantage": trials.advantage(s).as_dict(),
+                "minus_weights_auc": trials.auc_diff(s, base).as_dict(),
+                "minus_weights_advantage": trials.advantage_diff(s, base).as_dict(),
+                "detection_probability": _detection(n_segments, count)}
+    out["control_never_trained"] = {
+        access: {"auc": control_trials.auc([target.control[access] for target in targets]).as_dict(),
+                 "advantage": control_trials.advantage([target.control[access] for target in targets]).as_dict()}
+        for access in targets[0].control}
     out["advantage_best_threshold_at_chance"] = round(trials.chance_best_threshold(), 4)
-    acc = np.array(accuracy)
-    out["target_accuracy"] = {"members": {"mean": round(float(acc[:, 0].mean()), 4), "min": round(float(acc[:, 0].min()), 4)},
-                              "nonmembers": {"mean": round(float(acc[:, 1].mean()), 4),
-                                             "range": [round(float(acc[:, 1].min()), 4), round(float(acc[:, 1].max()), 4)]}}
+    acc = np.array([target.accuracy for target in targets])
+    out["target_accuracy"] = {
+        "members": {"mean": round(float(acc[:, 0].mean()), 4), "min": round(float(acc[:, 0].min()), 4)},
+        "nonmembers": {"mean": round(float(acc[:, 1].mean()), 4),
+                       "range": [round(float(acc[:, 1].min()), 4), round(float(acc[:, 1].max()), 4)]}}
     return out
 
 

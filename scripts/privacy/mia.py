@@ -52,9 +52,12 @@ class Scorer:
         x, y = digits_universe()
         self.x, self.y = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
 
+    def _load(self, weights: Weights) -> None:
+        self.model.load_state_dict({k: self._torch.from_numpy(np.array(v)) for k, v in weights.items()}, strict=True)
+
     def phi_loss(self, weights: Weights) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
-        self.model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()}, strict=True)
+        self._load(weights)
         with torch.no_grad():
             z = self.model(self.x).double()
         true = z.gather(1, self.y[:, None]).squeeze(1)
@@ -65,7 +68,7 @@ class Scorer:
     def accuracy(self, weights: Weights, idx: np.ndarray) -> float:
         """Top-1 accuracy of these weights on the universe samples ``idx``."""
         torch = self._torch
-        self.model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()}, strict=True)
+        self._load(weights)
         i = torch.from_numpy(np.asarray(idx, dtype=np.int64))
         with torch.no_grad():
             return float((self.model(self.x[i]).argmax(1) == self.y[i]).double().mean())
@@ -84,29 +87,32 @@ class ShadowStats:
         phi = np.stack([np.stack([scorer.phi_loss(w)[0] for w in s.checkpoints]) for s in shadows])
         return cls(phi, np.stack([s.members for s in shadows]))
 
+    @staticmethod
+    def _out_mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+        """Per checkpoint and sample, the mean phi over OUT shadows (over all samples where none is OUT)."""
+        fallback = total.sum(1, keepdims=True) / max(float(count.sum()), 1.0)
+        return np.where(count > 0, total / np.maximum(count, 1), fallback)
+
     @cached_property
-    def _out(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _out(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         out = (~self.member).astype(np.float64)[:, None, :]           # (S, 1, N)
         total, count = (self.phi * out).sum(0), out.sum(0)            # (C, N), (1, N)
-        fallback = total.sum(1, keepdims=True) / max(count.sum(), 1.0)  # per checkpoint, over all samples
-        mu = np.where(count > 0, total / np.maximum(count, 1), fallback)
+        mu = self._out_mean(total, count)
         resid = (self.phi - mu[None]) * out
-        sigma = np.sqrt((resid ** 2).sum((0, 2)) / max(float(out.sum()) - 1, 1.0))  # (C,)
-        return total, count, np.maximum(sigma, 1e-6)
+        sigma = np.sqrt((resid ** 2).sum((0, 2)) / max(float(out.sum()) - 1, 1.0))  # (C,), one per checkpoint
+        return total, count, mu, np.maximum(sigma, 1e-6)
 
     def calibrated(self, phi: np.ndarray, cols: Sequence[int], idx: np.ndarray) -> np.ndarray:
         """(len(cols), len(idx)) z-scores of a model's phi at checkpoints ``cols`` for samples ``idx``."""
-        total, count, sigma = self._out
-        mu = np.where(count > 0, total / np.maximum(count, 1), total.mean(1, keepdims=True))
+        _, _, mu, sigma = self._out
         c = list(cols)
         return (phi - mu[c][:, idx]) / sigma[c][:, None]
 
     def calibrated_loo(self, s: int, cols: Sequence[int]) -> np.ndarray:
         """Shadow ``s`` playing the target, calibrated against the other shadows only."""
-        total, count, sigma = self._out
+        total, count, _, sigma = self._out
         out_s = (~self.member[s]).astype(np.float64)[None, :]
-        t, n = total - self.phi[s] * out_s, count - out_s
-        mu = np.where(n > 0, t / np.maximum(n, 1), t.sum(1, keepdims=True) / max(n.sum(), 1.0))
+        mu = self._out_mean(total - self.phi[s] * out_s, count - out_s)
         c = list(cols)
         return (self.phi[s][c] - mu[c]) / sigma[c][:, None]
 
