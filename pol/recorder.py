@@ -108,6 +108,7 @@ class Recorder:
         accumulation: int = 1,
         step_digests: bool = True,
         self_check: bool = True,
+        nonce: str | None = None,
         codec: str = "delta-zstd",
         keyframe_every: int = 50,
         compact_anchor_every: int | None = None,
@@ -134,6 +135,10 @@ class Recorder:
         self._step_options = dict(loss=_loss_spec(loss, loss_kwargs), inputs=inputs, target=target, output=output,
                                   clip=_clip_spec(clip), autocast=autocast, accumulation=accumulation)
         self.step_digests, self.self_check = bool(step_digests), bool(self_check)
+        if nonce is not None:
+            if not (isinstance(nonce, str) and len(nonce) == 32 and all(c in "0123456789abcdef" for c in nonce)):
+                raise PlanError("nonce must be 32 lowercase hex digits (default: a fresh random one)")
+            self._nonce_value = nonce
         self.codec, self.keyframe_every = codec, keyframe_every
         self.compact_anchor_every = compact_anchor_every
         self.overwrite = overwrite
