@@ -156,7 +156,7 @@ class UntrustedFile:
             raise ProofFormatError(f"{what} not found: {self.path}")
         self._dir = Path(tempfile.mkdtemp(prefix="pol-h5-"))
         try:
-            _run_child(self.path, self._dir, self.limits, what)
+            _run_child(self.path.resolve(), self._dir, self.limits, what)  # the child runs in another directory
             self.root = _load_manifest(self._dir, self.limits)
         except BaseException:
             self.close()
