@@ -66,6 +66,17 @@ def cli() -> None:
     """
 
 
+def _fail(message: str, exc: BaseException, argv: list[str] | None, code: int = 2) -> None:
+    """One line on stderr; with ``--json`` also the error document (docs/schemas/error.schema.json) on stdout."""
+    click.echo(message, err=True)
+    if "--json" in (argv if argv is not None else sys.argv[1:]):
+        import json
+
+        click.echo(json.dumps({"schema_version": 1, "verdict": "error", "error": message.removeprefix("pol: "),
+                               "error_type": type(exc).__name__, "exit_code": code}))
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: maps project errors to exit codes and one-line messages."""
     debug = os.environ.get("POL_DEBUG") == "1"
@@ -77,21 +88,17 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
+        _fail(f"pol: error: {exc.format_message()}", exc, argv)
     except InputError as exc:
         if debug:
             raise
-        click.echo(f"pol: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(f"pol: error: {exc}", exc, argv, exc.exit_code)
     except PolError as exc:
         if debug:
             raise
-        click.echo(f"pol: error: {exc}", err=True)
-        sys.exit(2)
+        _fail(f"pol: error: {exc}", exc, argv)
     except Exception as exc:  # never a traceback for a user, never exit 0
         if debug:
             raise
-        click.echo(f"pol: internal error: {type(exc).__name__}: {exc} (POL_DEBUG=1 for a traceback)", err=True)
-        sys.exit(2)
+        _fail(f"pol: internal error: {type(exc).__name__}: {exc} (POL_DEBUG=1 for a traceback)", exc, argv)
     sys.exit(rv if isinstance(rv, int) else 0)
