@@ -44,6 +44,7 @@ LATER_CHECKS = ("checkpoints", "plan_consistency", "final_weights", "data_commit
 @dataclass(frozen=True)
 class VerifyOptions:
     segments: int | None = None          # None: the default share (see verifier.sampling), or --confidence
+    steps: int = 0                       # single steps to draw (proofs with per-step digests; start states regenerated here)
     confidence: float | None = None      # with forged_fraction: draw enough segments for this guarantee
     forged_fraction: float | None = None
     seed: int | None = None              # verifier's randomness; None: OS entropy
@@ -342,4 +343,9 @@ def select_units(reader: ProofReader, n: int, count: int, seed: int | None,
                              "the verifier draws")
         return segs, steps, None, challenge.NON_INTERACTIVE_NOTE
     chosen, used = choose_segments(n, count, seed)
-    return chosen, [], used, "uniform, verifier's randomness"
+    steps: list[int] = []
+    if opts.steps:
+        if reader.step_state_digests is None:
+            raise InputError("this proof commits no per-step digests: --steps cannot be judged (record with step digests)")
+        steps, _ = choose_segments(reader.plan.num_steps, opts.steps, used + 1)
+    return chosen, steps, used, "uniform, verifier's randomness"
