@@ -232,8 +232,9 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
         "detection_probability": {"f=0.1": round(detection_probability(n_segments, len(uniform), 0.1), 4),
                                   "f=0.5": round(detection_probability(n_segments, len(uniform), 0.5), 4)},
         "smallest_forged_fraction_caught_99pct": smallest_detectable_fraction(n_segments, len(uniform), 0.99),
-        "single_segment": ("a single forged segment is caught with certainty when it is one of the targeted "
-                           f"segments above; anywhere else with probability {len(uniform)}/{n_segments} = "
+        "single_segment": (f"a single forged segment is caught with certainty when it is one of the "
+                           f"{len(targeted.segments)} targeted segments (the last one, and where the updates are "
+                           f"largest); anywhere else with probability {len(uniform)}/{n_segments} = "
                            f"{len(uniform) / max(n_segments, 1):.3f} (uniform draw)"),
     })
     if steps:

@@ -77,8 +77,10 @@ class Report:
         out = stream or sys.stderr
         width = max([len(c.name) for c in self.checks] + [5])
         out.write(f"proof-of-learning verification: {self.subject}\n")
-        for key in ("mode", "signer_trust", "segments_replayed", "detection_probability", "warning"):
-            if key in self.info:
+        for key in ("mode", "environment_adjustments", "signer_trust", "segment_selection", "segments_replayed", "targeted_segments",
+                    "steps_challenged", "detection_probability", "single_segment", "guarantee",
+                    "verify_compute_fraction", "warning"):
+            if self.info.get(key) not in (None, [], ""):
                 out.write(f"  {key.replace('_', ' ')}: {self.info[key]}\n")
         for line in self.info.get("legacy_limitations", []):
             out.write(f"  LEGACY: {line}\n")
