@@ -1,0 +1,1 @@
+"""Split learning across untrusted nodes (docs/SPLIT.md)."""
