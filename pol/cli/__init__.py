@@ -31,6 +31,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "respond": ("verifier.cli_challenge:respond_cmd", "Prover: answer a challenge by exact replay from anchors."),
     "zk": ("zk.cli:group", "Zero-knowledge commitments to checkpoints."),
     "tee": ("tee_sim.cli:group", "Simulated TEE attestation."),
+    "split": ("pol.cli.split:group", "Split learning: train a pipeline of signed nodes, verify it node by node."),
     "import-legacy": ("pol.cli.legacy:import_legacy", "Convert a reference-implementation (Jia et al.) proof directory."),
 }
 

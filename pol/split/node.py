@@ -270,4 +270,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run inside the importable module, so that NodeRuntime subclasses (--node-impl) see one class.
+    import pol.split.node as _node
+
+    _node.main()
