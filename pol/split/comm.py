@@ -145,11 +145,15 @@ class DistLink:
             self.recorder.sent(header.to_bytes())
 
     def send(self, direction: int, step: int, micro_batch: int, sender_stage: int, tensor: Any) -> None:
-        import torch.distributed as dist
-
         tensor = tensor.detach().contiguous()
         header = self.make_header(direction, step, micro_batch, sender_stage, tensor)
         self.record_sent(header)
+        self.transmit(header, tensor)
+
+    def transmit(self, header: Header, tensor: Any) -> None:
+        """Put the header and the tensor on the wire (asynchronously; :meth:`end_step` waits)."""
+        import torch.distributed as dist
+
         wire = _to_tensor(header.to_bytes(), self.device)
         self._pending.append((dist.isend(wire, header.receiver_node), wire))
         self._pending.append((dist.isend(tensor, header.receiver_node), tensor))

@@ -48,6 +48,13 @@ def _interpolate(run: Path, out: Path, keys: Path) -> Path:
     return interpolation(run, out, 1, load_signing_key(keys / "node1.key"))
 
 
+def _collude(run: Path, out: Path, keys: Path) -> Path:
+    from pol.keys import load_signing_key
+    from scripts.attacks_split.forgery import collusion_rewrite
+
+    return collusion_rewrite(run, out, 1, 2, load_signing_key(keys / "node2.key"), run / "colluders-stash.npz")
+
+
 def _resign(run: Path, out: Path, keys: Path) -> Path:
     from nacl.signing import SigningKey
 
@@ -70,6 +77,8 @@ ATTACKS: dict[str, SplitAttack] = {a.name: a for a in (
                 frozenset({2}), stops_run=True, outsider_key=2),
     SplitAttack("replaced-mid-run", "from step 3 on, another party with another key signs node 1's messages",
                 frozenset({1}), stops_run=True, nodes={1: _impl("ReplacedNode", at_step=3)}),
+    SplitAttack("tampered-in-transit", "node 1 signs the digest of its activation but another tensor arrives",
+                frozenset({1}), stops_run=True, nodes={1: _impl("CorruptInTransitNode", at_step=2)}),
     SplitAttack("resigned-proof", "node 1's proof is signed by a key that is not its plan key",
                 frozenset({1}), {1: frozenset({"signer", "final_signature"})}, posthoc=_resign),
     SplitAttack("collusion-fake-exchange", "nodes 1 and 2 exchange noise instead of activations and gradients and "
@@ -79,6 +88,13 @@ ATTACKS: dict[str, SplitAttack] = {a.name: a for a in (
                        2: _impl("PoisonNode", direction="gradient", scale=0.0, noise=1.0)},
                 must_pass={1: frozenset({"sent_consistency", "received_signatures"}),
                            2: frozenset({"sent_consistency", "received_signatures"})}),
+    SplitAttack("collusion-rewritten-transcript", "node 1 sends negated activations and records the honest ones; "
+                "after the run node 2 records the honest activations too, under node 1's signatures: the two "
+                "transcripts agree on an exchange that never happened", frozenset({2}), {2: frozenset({"replay"})},
+                nodes={1: _impl("PhantomDigestNode", direction="activation", stash="{run}/colluders-stash.npz")},
+                posthoc=_collude,
+                must_pass={1: frozenset({"sent_consistency", "replay"}),
+                           2: frozenset({"received_signatures", "received_tensors"})}),
     SplitAttack("interpolation", "node 1's checkpoints between its first and last are interpolated",
                 frozenset({1}), {1: frozenset({"replay"})}, posthoc=_interpolate),
 )}
@@ -94,11 +110,15 @@ class AttackOutcome:
     caught_by: str
     detail: str = ""
     segments_replayed: dict[int, str] = field(default_factory=dict)
+    passed_checks: dict[int, list[str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"detected": self.detected, "blamed_correctly": self.blamed_correctly, "blamed": self.blamed,
                 "failed_checks": {str(k): v for k, v in self.failed_checks.items()}, "caught_by": self.caught_by,
                 "segments_replayed": {str(k): v for k, v in self.segments_replayed.items()}, "detail": self.detail}
+
+    def passed(self, rank: int) -> set[str]:
+        return set(self.passed_checks.get(rank, []))
 
 
 _NAMED = (re.compile(r"the sender is node (\d+)"), re.compile(r"node (\d+)'s key"),
@@ -133,13 +153,15 @@ def run_attack(attack: SplitAttack, workdir: Path, keys: Path, *, honest_run: Pa
     from verifier.split import SplitVerifyOptions, verify_pipeline
 
     workdir.mkdir(parents=True, exist_ok=True)
-    per_rank = {r: ["--node-impl", impl, "--node-impl-kwargs", json.dumps(kw)] for r, (impl, kw) in attack.nodes.items()}
+    run = workdir / "run"
+    per_rank = {r: ["--node-impl", impl, "--node-impl-kwargs",
+                    json.dumps({k: v.replace("{run}", str(run)) if isinstance(v, str) else v for k, v in kw.items()})]
+                for r, (impl, kw) in attack.nodes.items()}
     if attack.outsider_key is not None:
         outsider = workdir / "outsider"
         if not (outsider / "node.key").exists():
             generate_keypair(outsider / "node")
         per_rank.setdefault(attack.outsider_key, []).extend(["--key", str(outsider / "node.key")])
-    run = workdir / "run"
     if attack.posthoc is None or attack.nodes:
         result = train_run(run, keys, per_rank=per_rank)
         if attack.stops_run or not result.ok:
@@ -158,12 +180,13 @@ def run_attack(attack: SplitAttack, workdir: Path, keys: Path, *, honest_run: Pa
         run = attack.posthoc(run, workdir / "forged", keys)
     report = verify_pipeline(run, keys=keys, options=SplitVerifyOptions(seed=verifier_seed, segments=segments))
     failed = {int(r.info["rank"]): [c.name for c in r.failed] for r in report.nodes if r.failed}
-    passed = {int(r.info["rank"]): {c.name for c in r.checks if c.passed} for r in report.nodes}
+    passed = {int(r.info["rank"]): sorted(c.name for c in r.checks if c.passed) for r in report.nodes}
     right_checks = all(attack.checks.get(r, frozenset()) <= set(failed.get(r, [])) for r in attack.blamed)
-    right_passes = all(attack.must_pass[r] <= passed.get(r, set()) for r in attack.must_pass)
+    right_passes = all(attack.must_pass[r] <= set(passed.get(r, [])) for r in attack.must_pass)
     caught_by = "; ".join(f"node {r}: {', '.join(names)}" for r, names in sorted(failed.items()))
     return AttackOutcome(attack.name, report.verdict == "rejected",
                          set(report.blamed) == set(attack.blamed) and right_checks and right_passes,
                          report.blamed, failed, caught_by,
                          segments_replayed={int(r.info["rank"]): f"{r.info.get('segments_replayed')}/"
-                                            f"{r.info.get('segments_total')}" for r in report.nodes})
+                                            f"{r.info.get('segments_total')}" for r in report.nodes},
+                         passed_checks=passed)

@@ -85,3 +85,30 @@ def resign_with(run_dir: str | Path, out_dir: str | Path, rank: int, other_key: 
     out = copy_run(run_dir, out_dir)
     rewrite_node(node_proof_path(out, rank), other_key)
     return out
+
+
+def collusion_rewrite(run_dir: str | Path, out_dir: str | Path, sender: int, receiver: int, receiver_key: Any,
+                      stash: str | Path) -> Path:
+    """The receiver of a poisoning sender (:class:`~scripts.attacks_split.nodes.PhantomDigestNode`)
+    colludes after the run: it replaces, in its own record, every activation the sender poisoned
+    by the honest one and the sender's signed header for it (the sender hands both over). Both
+    proofs then agree on an exchange that never happened."""
+    from pol.split.messages import Header
+
+    out = copy_run(run_dir, out_dir)
+    honest = dict(np.load(stash))
+    with NodeProofReader(node_proof_path(out, sender)) as r:
+        signed = {h.key: h.to_bytes() for i in r.transcript_segments for h in r.transcript_headers(i).sent()}
+
+    def edit(segments: list[TranscriptSegment]) -> list[TranscriptSegment]:
+        for seg in segments[1:]:
+            for j, raw in enumerate(seg.received_headers):
+                h = Header.from_bytes(raw)
+                name = "_".join(str(v) for v in h.key)
+                if h.sender_node == sender and name in honest:
+                    seg.received_headers[j] = signed[h.key]
+                    seg.received_tensors[j] = honest[name]
+        return segments
+
+    rewrite_node(node_proof_path(out, receiver), receiver_key, edit_segments=edit)
+    return out

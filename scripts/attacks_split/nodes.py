@@ -81,12 +81,15 @@ class _PhantomLink(DistLink):
     header (also validly self-signed) for the honest tensor it never sent."""
 
     program: Any = None
+    stash: dict[str, Any] = {}
 
     def send(self, direction: int, step: int, micro_batch: int, sender_stage: int, tensor: Any) -> None:
         honest = self.program.honest.pop((step, micro_batch, direction, sender_stage), None)
         if honest is None:
             return super().send(direction, step, micro_batch, sender_stage, tensor)
-        self.phantom = self.make_header(direction, step, micro_batch, sender_stage, honest.detach().contiguous())
+        honest = honest.detach().contiguous()
+        self.phantom = self.make_header(direction, step, micro_batch, sender_stage, honest)
+        self.stash[f"{step}_{micro_batch}_{direction}_{sender_stage}"] = honest.cpu().numpy().copy()
         super().send(direction, step, micro_batch, sender_stage, tensor)
 
     def record_sent(self, header: Any) -> None:
@@ -97,12 +100,24 @@ class _PhantomLink(DistLink):
 
 class PhantomDigestNode(PoisonNode):
     """A poisoning node that covers up: its proof records digests of the honest tensors it
-    never sent (so a replay of its own segment reproduces them)."""
+    never sent (so a replay of its own segment reproduces them). With ``stash`` (a path), it
+    also keeps those honest tensors, for a colluding receiver to put in its own record."""
+
+    def __init__(self, *args: Any, stash: str | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.stash_path = stash
+        self.stash: dict[str, Any] = {}
 
     def make_link(self, plan: Any, key: Any, recorder: Any) -> Any:
         link = _PhantomLink(plan, self.rank, self.device, key, recorder)
-        link.program = self.program
+        link.program, link.stash = self.program, self.stash
         return link
+
+    def train(self, **kwargs: Any) -> Any:
+        result = super().train(**kwargs)
+        if self.stash_path:
+            np.savez(self.stash_path, **self.stash)
+        return result
 
 
 class _ReplacedLink(DistLink):
@@ -128,4 +143,28 @@ class ReplacedNode(NodeRuntime):
 
         link = _ReplacedLink(plan, self.rank, self.device, key, recorder)
         link.at_step, link.impostor = self.at_step, SigningKey.generate()
+        return link
+
+
+class _CorruptLink(DistLink):
+    at_step = 0
+
+    def transmit(self, header: Any, tensor: Any) -> None:
+        if header.step >= self.at_step:
+            tensor = tensor.clone()
+            tensor.view(-1)[0] += 1.0
+        super().transmit(header, tensor)
+
+
+class CorruptInTransitNode(NodeRuntime):
+    """Signs the digest of the tensor its stage computed but delivers another one (as a
+    man-in-the-middle or a faulty sender would) from step ``at_step`` on."""
+
+    def __init__(self, *args: Any, at_step: int = 2, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.at_step = at_step
+
+    def make_link(self, plan: Any, key: Any, recorder: Any) -> Any:
+        link = _CorruptLink(plan, self.rank, self.device, key, recorder)
+        link.at_step = self.at_step
         return link
