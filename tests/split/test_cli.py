@@ -1,0 +1,133 @@
+"""``pol split train|verify`` as a user runs them, ``torchrun``, compact proofs, and input that
+cannot be judged (exit 2)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
+from cli_runner import run_json, run_pol  # noqa: E402
+
+from pol.split.proof import node_proof_path  # noqa: E402
+
+
+def test_train_creates_missing_keys_then_verify_prints_verified(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys, run = tmp_path / "keys", tmp_path / "run"
+    code, doc = run_json(["split", "train", "--stages", "3", "--task", "digits-mlp", "--out", run, "--keys", keys,
+                          "--steps", "8", "--every", "4"], capsys)
+    assert code == 0 and len(doc["nodes"]) == 3
+    assert all((keys / f"node{r}.key").exists() and (keys / f"node{r}.pub").exists() for r in range(3))
+    assert {n["plan_digest"] for n in doc["nodes"]} == {doc["plan_digest"]}
+    code, out, err = run_pol(["split", "verify", run, "--keys", keys], capsys)
+    assert code == 0 and "verdict: VERIFIED" in err
+    code, report = run_json(["split", "verify", run, "--keys", keys, "--seed", "1"], capsys)
+    assert code == 0 and report["verdict"] == "verified" and report["blamed"] == []
+    assert report["schema_version"] == 1 and {"name", "passed", "figure", "detail"} <= set(report["checks"][0])
+    assert [n["rank"] for n in report["nodes"]] == [0, 1, 2]
+    # a second train into the same directory must not silently overwrite the proofs
+    code, out, err = run_pol(["split", "train", "--stages", "3", "--out", run, "--keys", keys, "--steps", "8"], capsys)
+    assert code == 2 and "--force" in err
+
+
+def test_verify_exits_1_naming_the_blamed_node(mlp_copy: Path, node_keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with h5py.File(node_proof_path(mlp_copy, 1), "r+") as f:
+        f["chain/state_digests"][1] = np.zeros(32, np.uint8)
+    code, report = run_json(["split", "verify", mlp_copy, "--keys", node_keys, "--seed", "0"], capsys)
+    assert code == 1 and report["verdict"] == "rejected" and report["blamed"] == [1]
+    assert report["nodes"][1]["blamed"] is True and "chain" in report["nodes"][1]["failed_checks"]
+    assert report["nodes"][0]["blamed"] is False
+
+
+@pytest.mark.parametrize("damage", ["missing-node", "garbage", "truncated", "bad-transcript", "plan-bytes"])
+def test_input_that_cannot_be_judged_exits_2(damage: str, mlp_copy: Path, node_keys: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    target = node_proof_path(mlp_copy, 2)
+    if damage == "missing-node":
+        target.unlink()
+    elif damage == "garbage":
+        target.write_bytes(b"not an hdf5 file")
+    elif damage == "truncated":
+        target.write_bytes(target.read_bytes()[:4000])
+    elif damage == "bad-transcript":
+        with h5py.File(target, "r+") as f:
+            del f["transcript/000002/received_headers"]
+            f["transcript/000002"].create_dataset("received_headers", data=np.zeros((3, 5), np.uint8))
+    else:
+        with h5py.File(target, "r+") as f:
+            del f["plan"]
+            f.create_dataset("plan", data=np.frombuffer(b"{not json", np.uint8))
+    code, out, err = run_pol(["split", "verify", mlp_copy, "--keys", node_keys], capsys)
+    assert code == 2, err
+    assert err.startswith("pol: error:") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_verify_refuses_a_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_pol(["split", "verify", tmp_path / "nowhere", "--keys", tmp_path], capsys)
+    assert code == 2 and "not found" in err
+
+
+def test_torchrun_launches_the_same_nodes(tmp_path: Path, node_keys: Path) -> None:
+    keys = tmp_path / "keys"
+    shutil.copytree(node_keys, keys)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+           "pol.split.node", "--task", "digits-mlp", "--stages", "2", "--out", str(tmp_path / "run"),
+           "--keys", str(keys), "--steps", "8", "--every", "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from verifier.split import SplitVerifyOptions, verify_pipeline
+
+    report = verify_pipeline(tmp_path / "run", keys=keys, options=SplitVerifyOptions(seed=0))
+    assert report.verdict == "verified" and [r.info["stages"] for r in report.nodes] == [[0], [1]]
+
+
+def test_compact_proofs_regenerate_unstored_starts_and_catch_a_lie_about_them(tmp_path: Path, node_keys: Path) -> None:
+    """K=2: checkpoints 0, 2 and 4 are stored; segments 1 and 3 start from regenerated states.
+    A node that commits a false digest for an unstored checkpoint (re-chained, re-signed) fails."""
+    from pol.keys import load_signing_key
+    from pol.split.proof import FINAL_SIGNATURE_DOMAIN, NodeProofReader, final_message, genesis, link
+    from scripts.attacks_split import train_run
+    from verifier.split import SplitVerifyOptions, verify_pipeline
+
+    run = tmp_path / "run"
+    result = train_run(run, node_keys, args=["--task", "digits-mlp", "--stages", "2", "--steps", "16", "--every", "4",
+                                             "--compact", "2"])
+    assert result.ok, result.first_failure.stderr[-2000:] if result.first_failure else ""
+    with NodeProofReader(node_proof_path(run, 1)) as r:
+        assert r.mode == "compact" and r.stored_checkpoints == [0, 2, 4]
+    report = verify_pipeline(run, keys=node_keys, options=SplitVerifyOptions(seed=0))
+    assert report.verdict == "verified"
+    assert all(r.info["regenerated_steps"] > 0 for r in report.nodes)
+
+    path = node_proof_path(run, 1)
+    with NodeProofReader(path) as r:
+        digests, transcripts, final_weights = list(r.state_digests), list(r.transcript_digests), r.final
+        plan_digest = r.plan_digest
+    digests[1] = b"\x05" * 32
+    head = genesis(plan_digest, 1, digests[0])
+    heads = [head]
+    for i in range(1, len(digests)):
+        head = link(head, digests[i], transcripts[i])
+        heads.append(head)
+    from pol.keys import sign
+
+    message = final_message(plan_digest, 1, head, final_weights["final_weights_digest"], len(digests), 16)
+    with h5py.File(path, "r+") as f:
+        f["chain/state_digests"][...] = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)
+        f["chain/digests"][...] = np.frombuffer(b"".join(heads), np.uint8).reshape(-1, 32)
+        f["signatures/final"][...] = np.frombuffer(sign(load_signing_key(node_keys / "node1.key"),
+                                                        FINAL_SIGNATURE_DOMAIN, message), np.uint8)
+        f["final"].attrs["chain_head"] = head.hex()
+    report = verify_pipeline(run, keys=node_keys, options=SplitVerifyOptions(seed=0))
+    failed = {c.name for c in report.nodes[1].failed}
+    assert report.blamed == [1] and failed == {"replay"}
