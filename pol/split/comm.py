@@ -34,9 +34,14 @@ MAX_EXCHANGE_BYTES = 1 << 22
 
 
 def pick_backend() -> str:
+    """NCCL when this host has a GPU for every local node (``LOCAL_WORLD_SIZE``), else gloo on CPU."""
     import torch
+    import torch.distributed as dist
 
-    return "nccl" if torch.cuda.is_available() else "gloo"
+    local_nodes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if torch.cuda.is_available() and torch.cuda.device_count() >= local_nodes and dist.is_nccl_available():
+        return "nccl"
+    return "gloo"
 
 
 def init_group(timeout_s: float = 600.0) -> tuple[int, int, str]:
@@ -184,13 +189,14 @@ class DistLink:
         if not dtype_supported(header.dtype) or any(d <= 0 for d in header.shape) or \
                 int(np.prod(header.shape, dtype=np.int64)) * 8 > MAX_MESSAGE_BYTES:
             raise self._reject(peer, what, f"unsupported tensor {header.dtype}{list(header.shape)}")
+        payload = torch.empty(header.shape, dtype=_torch_dtype(header.dtype), device=self.device)
+        incoming = dist.irecv(payload, peer)   # the signature is checked while the tensor arrives
         if self.signed:
             if header.plan_digest != self.plan_digest:
                 raise self._reject(peer, what, "its header names another pipeline plan")
             if not signature_valid(header, self._verify_keys[peer]):
                 raise self._reject(peer, what, "the header's signature does not verify under the sender's plan key")
-        payload = torch.empty(header.shape, dtype=_torch_dtype(header.dtype), device=self.device)
-        dist.recv(payload, peer)
+        incoming.wait()
         if self.signed:
             arr = payload.numpy() if payload.device.type == "cpu" else payload.cpu().numpy()
             if tensor_digest(arr) != header.digest:

@@ -15,6 +15,8 @@ node key over ``"pol-split-msg-sig-v1" || the header without its signature``. An
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import struct
 from dataclasses import dataclass
@@ -43,7 +45,8 @@ class MessageRejected(PolError):
 
 def tensor_digest(array: np.ndarray) -> bytes:
     h = hashlib.sha256(b"pol-split-tensor-v1")
-    update_with_tensor(h, "t", array)
+    # dtype.name is the canonical name for native numeric dtypes, and much cheaper to get
+    update_with_tensor(h, "t", array, array.dtype.name if array.dtype.isnative and array.dtype.kind in "fiu" else None)
     return h.digest()
 
 
@@ -75,11 +78,15 @@ class Header:
         """What identifies a message in a run: (step, micro-batch, direction, sender stage)."""
         return (self.step, self.micro_batch, self.direction, self.sender_stage)
 
-    def signed_bytes(self) -> bytes:
+    @functools.cached_property
+    def _signed(self) -> bytes:
         shape = list(self.shape) + [0] * (MAX_DIMS - len(self.shape))
         return _FIELDS.pack(_MAGIC, self.plan_digest, self.step, self.micro_batch, self.direction,
                             self.sender_stage, self.sender_node, self.receiver_node, self.digest,
                             _DTYPES.index(self.dtype), len(self.shape), *shape)
+
+    def signed_bytes(self) -> bytes:
+        return self._signed
 
     def to_bytes(self) -> bytes:
         return self.signed_bytes() + self.signature
@@ -99,8 +106,10 @@ class Header:
             raise ValueError("not a pol-split message header (bad magic)")
         if direction not in DIRECTIONS or dtype >= len(_DTYPES) or ndim > MAX_DIMS or any(shape[ndim:]):
             raise ValueError("malformed message header (direction, dtype or shape)")
-        return cls(plan_digest, step, micro, direction, s_stage, s_node, r_node, digest, _DTYPES[dtype],
-                   tuple(shape[:ndim]), raw[SIGNED_SIZE:])
+        header = cls(plan_digest, step, micro, direction, s_stage, s_node, r_node, digest, _DTYPES[dtype],
+                     tuple(shape[:ndim]), raw[SIGNED_SIZE:])
+        header.__dict__["_signed"] = bytes(raw[:SIGNED_SIZE])  # packing is a bijection: the same bytes
+        return header
 
 
 def dtype_supported(name: str) -> bool:
@@ -111,7 +120,10 @@ def sign_header(header: Header, key: Any) -> Header:
     """The header with the sender's Ed25519 signature (``key``: a nacl SigningKey)."""
     from pol.keys import sign
 
-    return Header(**{**header.__dict__, "signature": sign(key, SIGNATURE_DOMAIN, header.signed_bytes())})
+    signed = header.signed_bytes()
+    out = dataclasses.replace(header, signature=sign(key, SIGNATURE_DOMAIN, signed))
+    out.__dict__["_signed"] = signed
+    return out
 
 
 def signature_valid(header: Header, public_key: Any) -> bool:
