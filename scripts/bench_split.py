@@ -82,13 +82,17 @@ def worker(argv: list[str]) -> None:
                           out_dir=out, keys_dir=keys, force=True)
     runtime.setup()
     order = ["bare", "recorded"] + interleaved_order(["recorded", "bare"], rounds)  # first pair: warm-up
-    times: list[tuple[str, float]] = []
+    times: list[tuple[str, float, float]] = []
     for label in order:
         dist.barrier()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         runtime.train(record=label == "recorded", proof_path=out / f"node{rank}.pol.h5")
+        cpu = torch.tensor([time.process_time() - c0], dtype=torch.float64)
         dist.barrier()
-        times.append((label, time.perf_counter() - t0))
+        wall = time.perf_counter() - t0
+        cpus = [torch.zeros_like(cpu) for _ in range(world)]
+        dist.all_gather(cpus, cpu)           # CPU seconds of every node (all threads of its process)
+        times.append((label, wall, float(sum(c.item() for c in cpus))))
     if rank == 0:
         print(RESULT + json.dumps({"times": times[2:], "warmup": times[:2]}), flush=True)
     dist.destroy_process_group()
@@ -107,12 +111,16 @@ def overhead(d: Path, keys: Path, steps: int, pairs: int) -> dict[str, Any]:
     raise_for_failure(result)
     doc = next(json.loads(line[len(RESULT):]) for o in result.outcomes for line in o.stdout.splitlines()
                if line.startswith(RESULT))
-    recorded = [t for label, t in doc["times"] if label == "recorded"]
-    bare = [t for label, t in doc["times"] if label == "bare"]
-    for label, t in doc["times"]:
-        log(NAME, f"{label:8s} {t:6.2f} s ({t / steps * 1e3:.2f} ms/step)")
+    recorded = [t for label, t, _ in doc["times"] if label == "recorded"]
+    bare = [t for label, t, _ in doc["times"] if label == "bare"]
+    recorded_cpu = [c for label, _, c in doc["times"] if label == "recorded"]
+    bare_cpu = [c for label, _, c in doc["times"] if label == "bare"]
+    for label, t, c in doc["times"]:
+        log(NAME, f"{label:8s} {t:6.2f} s ({t / steps * 1e3:.2f} ms/step), CPU of all nodes {c:.2f} s")
     return {"overhead_vs_bare": median_paired_ratio(recorded, bare),
             "pairs": [round(r, 4) for r in paired_ratios(recorded, bare)],
+            "cpu_ratio (informational)": round(median_paired_ratio(recorded_cpu, bare_cpu), 4),
+            "cpu_pairs": [round(r, 4) for r in paired_ratios(recorded_cpu, bare_cpu)],
             "recorded_s": [round(t, 3) for t in recorded], "bare_s": [round(t, 3) for t in bare],
             "bare_step_ms": round(statistics.median(bare) / steps * 1e3, 3),
             "recorded_step_ms": round(statistics.median(recorded) / steps * 1e3, 3),

@@ -82,6 +82,10 @@ class NodeRuntime:
 
         return capture_node(stages, step)
 
+    def approve_plan(self, plan: Any) -> None:
+        """Called on every node before it signs the agreed plan; raise to refuse it (the seam
+        for attestation of the nodes before the plan is signed). Default: accept."""
+
     # -- set-up -----------------------------------------------------------------------------
     def setup(self) -> None:
         """Load (or create) the key, load the data this node owns, agree on and sign the plan."""
@@ -100,7 +104,7 @@ class NodeRuntime:
                               labels=self.rank == owners[-1])
         env = environment_fingerprint(self.device)
         self.agreed = agree_plan(cfg, self.rank, self.key, env, self.data.features, self.data.labels,
-                                 self.device, self.keys_dir)
+                                 self.device, self.keys_dir, approve=self.approve_plan)
 
     def build_stages(self) -> list[Any]:
         from pol.split.node_state import StageHolder

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,12 @@ class AgreedPlan:
 
 
 def agree_plan(config: SplitConfig, rank: int, key: Any, environment: dict[str, Any], features: Any | None,
-               labels: Any | None, device: str, keys_dir: str | Path | None) -> AgreedPlan:
-    """Run the plan protocol above over the process group (every rank calls it)."""
+               labels: Any | None, device: str, keys_dir: str | Path | None,
+               approve: Callable[[PipelinePlan], None] | None = None) -> AgreedPlan:
+    """Run the plan protocol above over the process group (every rank calls it).
+
+    ``approve(plan)`` runs on every node after its own checks and before it signs; raising
+    refuses the plan (the seam for attesting nodes before the plan is signed)."""
     from pol.plan import utc_now
     from pol.split.comm import all_gather_bytes, broadcast_bytes
 
@@ -233,6 +238,8 @@ def agree_plan(config: SplitConfig, rank: int, key: Any, environment: dict[str, 
                         "options?)")
     if keys_dir is not None:
         check_trusted(plan, trusted_public_keys(keys_dir), keys_dir)
+    if approve is not None:
+        approve(plan)
     signatures = all_gather_bytes(sign_plan(plan_bytes, key), device)
     for r, sig in enumerate(signatures):
         if len(sig) != 64 or not plan_signature_valid(plan_bytes, plan.public_key(r), sig):

@@ -176,3 +176,24 @@ def test_data_commitment_recomputed_from_the_verifiers_data(mlp_run: Path) -> No
         y2[0] = (y2[0] + 1) % 10
         assert data_check(r0, NodeData(x2, None)).passed is False
         assert data_check(r2, NodeData(None, y2)).passed is False
+
+
+def test_one_node_judged_alone_from_its_proof_and_its_neighbours_headers(mlp_run: Path, node_keys: Path) -> None:
+    """verify_node needs node 1's proof and the headers its neighbours recorded of its messages;
+    without those headers sent_consistency cannot run, and the node is not 'verified'."""
+    from verifier.split import neighbour_headers, open_run, verify_node
+
+    readers = open_run(mlp_run)
+    try:
+        headers = neighbour_headers(readers)[1]
+    finally:
+        for r in readers.values():
+            r.close()
+    assert headers and all(len(h) == 177 for h in headers.values())
+    report = verify_node(node_proof_path(mlp_run, 1), keys=node_keys, received_by_neighbours=headers,
+                         options=SplitVerifyOptions(seed=0))
+    assert report.verdict == "verified" and report.info["role"] == "middle"
+    alone = verify_node(node_proof_path(mlp_run, 1), keys=node_keys, options=SplitVerifyOptions(seed=0))
+    assert alone.verdict == "incomplete" and alone.check("sent_consistency").passed is None
+    subset = verify_pipeline(mlp_run, keys=node_keys, options=SplitVerifyOptions(seed=0), nodes=[1])
+    assert [r.info["rank"] for r in subset.nodes] == [1] and subset.verdict == "verified"

@@ -46,11 +46,14 @@ def test_verify_exits_1_naming_the_blamed_node(mlp_copy: Path, node_keys: Path, 
     assert report["nodes"][0]["blamed"] is False
 
 
-@pytest.mark.parametrize("damage", ["missing-node", "garbage", "truncated", "bad-transcript", "plan-bytes"])
+@pytest.mark.parametrize("damage", ["missing-node", "garbage", "truncated", "bad-transcript", "plan-bytes",
+                                    "single-process-proof"])
 def test_input_that_cannot_be_judged_exits_2(damage: str, mlp_copy: Path, node_keys: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+                                             capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
     target = node_proof_path(mlp_copy, 2)
-    if damage == "missing-node":
+    if damage == "single-process-proof":
+        shutil.copy(request.getfixturevalue("honest_proof"), target)
+    elif damage == "missing-node":
         target.unlink()
     elif damage == "garbage":
         target.write_bytes(b"not an hdf5 file")
