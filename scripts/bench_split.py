@@ -199,17 +199,10 @@ def equivalence(run: Path) -> bool:
     import numpy as np
 
     from pol.split.data import training_columns
-    from pol.split.node_state import node_weights
-    from pol.split.proof import NodeProofReader
+    from pol.split.proof import run_final_weights
     from pol.split.reference import train_reference
 
-    weights: dict[str, Any] = {}
-    plan = None
-    for path in sorted(run.glob("node*.pol.h5")):
-        with NodeProofReader(path) as r:
-            plan = r.plan
-            weights.update({k: v.copy() for k, v in node_weights(r.checkpoint_state(r.num_checkpoints - 1)).items()})
-    assert plan is not None
+    plan, weights = run_final_weights(run)
     x, y = training_columns(plan.data["spec"], plan.data["kwargs"])
     expected = train_reference(plan, x, y)
     return sorted(expected) == sorted(weights) and all(np.array_equal(expected[k], weights[k]) for k in expected)

@@ -7,9 +7,11 @@ untrusted and turns every deviation into :class:`~pol.errors.ProofFormatError`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -243,6 +245,16 @@ class NodeProofReader:
     def _fail(self, what: str) -> ProofFormatError:
         return ProofFormatError(f"{self.path.name}: {what}")
 
+    @contextlib.contextmanager
+    def _malformed(self, what: str) -> Iterator[None]:
+        """Whatever h5py or numpy raise on a layout other than this format's: ProofFormatError."""
+        try:
+            yield
+        except ProofFormatError:
+            raise
+        except _MALFORMED as exc:
+            raise self._fail(f"{what} is malformed: {short_reason(exc)}") from None
+
     def _load_header(self) -> None:
         f = self.h5
         if f.attrs.get("format") != FORMAT_NAME:
@@ -331,12 +343,8 @@ class NodeProofReader:
             raise self._fail(f"checkpoint {i} is not stored in this {self.mode} proof")
         if self._cache is not None and self._cache[0] == i:
             return self._cache[1]
-        try:
+        with self._malformed(f"checkpoint {i}"):
             state = self._decode_forward(i)
-        except ProofFormatError:
-            raise
-        except _MALFORMED as exc:
-            raise self._fail(f"checkpoint {i} is malformed: {short_reason(exc)}") from None
         self._cache = (i, state)
         return state
 
@@ -394,25 +402,17 @@ class NodeProofReader:
         if i not in self.transcript_segments:
             raise self._fail(f"transcript segment {i} is missing")
         what = f"transcript segment {i}"
-        try:
+        with self._malformed(what):
             group = self._node(f"transcript/{_name(i)}", group=True)
             return TranscriptSegment(self._header_list(group, "received_headers", what), [],
                                      self._header_list(group, "sent_headers", what))
-        except ProofFormatError:
-            raise
-        except _MALFORMED as exc:
-            raise self._fail(f"{what} is malformed: {short_reason(exc)}") from None
 
     def transcript(self, i: int) -> TranscriptSegment:
         """Segment ``i`` with its received tensors decoded (in arrival order)."""
         segment = self.transcript_headers(i)
         what = f"transcript segment {i}"
-        try:
+        with self._malformed(what):
             tensors = self._decode_group(self._node(f"transcript/{_name(i)}/tensors", group=True), None, what)
-        except ProofFormatError:
-            raise
-        except _MALFORMED as exc:
-            raise self._fail(f"{what} is malformed: {short_reason(exc)}") from None
         if sorted(tensors) != [_name(j) for j in range(len(segment.received_headers))]:
             raise self._fail(f"{what}: {len(tensors)} tensors for {len(segment.received_headers)} received headers")
         segment.received_tensors = [tensors[_name(j)] for j in range(len(tensors))]
@@ -446,3 +446,18 @@ def _hex32(value: Any) -> bytes:
 
 def node_proof_path(run_dir: str | os.PathLike[str], rank: int) -> Path:
     return Path(run_dir) / f"node{rank}.pol.h5"
+
+
+def run_final_weights(run_dir: str | os.PathLike[str]) -> tuple[PipelinePlan, dict[str, np.ndarray]]:
+    """The plan and every node's final weights (``stage<s>.<key>``), from the node proofs in ``run_dir``."""
+    weights: dict[str, np.ndarray] = {}
+    plan = None
+    paths = sorted(Path(run_dir).glob("node*.pol.h5"))
+    for path in paths:
+        with NodeProofReader(path) as r:
+            plan = r.plan
+            last = r.checkpoint_state(r.num_checkpoints - 1)
+            weights.update({k: v.copy() for k, v in node_weights(last).items()})
+    if plan is None:
+        raise ProofFormatError(f"{run_dir} holds no node proofs")
+    return plan, weights

@@ -6,7 +6,7 @@ back-propagated through the whole graph. What it shares with the pipeline is onl
 plan commits: per-stage initial seeds, the seeded batch order, the micro-batch split, the
 per-(stage, step, micro-batch) forward seeds, one optimizer per stage with its schedule, the
 loss scaled by 1/m. The pipeline's final stage weights must equal this bitwise
-(tests/split/test_equivalence.py).
+(tests/split/test_split_equivalence.py).
 """
 
 from __future__ import annotations

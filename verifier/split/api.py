@@ -98,8 +98,9 @@ def verify_node(proof: str | os.PathLike[str] | NodeProofReader, *,
         report.info.update({"role": role(plan, rank), "stages": plan.node_stages(rank)})
         recorded = plan.nodes[rank]["environment"]
         device = _device(recorded, opts.device)
-        if device == "cpu" and isinstance(recorded.get("threads"), int):
-            torch.set_num_threads(max(1, int(recorded["threads"])))
+        threads = recorded.get("threads")
+        if device == "cpu" and isinstance(threads, int) and 1 <= threads <= 4 * (os.cpu_count() or 1):
+            torch.set_num_threads(threads)  # the recorded count makes bitwise replay possible
         mismatches = exact_mismatches(recorded, environment_fingerprint(device, recorded.get("dtype", "float32")))
         if mismatches:
             raise InputError(f"node {rank} recorded another environment ({', '.join(mismatches)} differ); split proofs "

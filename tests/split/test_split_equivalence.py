@@ -10,16 +10,9 @@ import pytest
 
 
 def pipeline_weights(run: Path) -> tuple[object, dict[str, np.ndarray]]:
-    from pol.split.node_state import node_weights
-    from pol.split.proof import NodeProofReader
+    from pol.split.proof import run_final_weights
 
-    weights: dict[str, np.ndarray] = {}
-    plan = None
-    for path in sorted(run.glob("node*.pol.h5")):
-        with NodeProofReader(path) as reader:
-            plan = reader.plan
-            weights.update({k: v.copy() for k, v in node_weights(reader.checkpoint_state(reader.num_checkpoints - 1)).items()})
-    return plan, weights
+    return run_final_weights(run)
 
 
 def reference(plan: object) -> dict[str, np.ndarray]:
