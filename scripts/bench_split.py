@@ -13,6 +13,8 @@ Everything runs as real node processes on torch.distributed (gloo on CPU), one t
   carrying only shapes; nothing hashed, signed, checked or recorded): ``r b b r r b ...``. A run
   is timed on node 0 between two barriers, so it covers the slowest node and the proof
   finishing. The figure is the median over pairs of recorded / bare (goal <= 1.15).
+  ``cpu_ratio`` (informational) is the same ratio of the CPU seconds all nodes spent (every
+  thread of every node process): less sensitive to other load on the machine than wall time.
 * ``signing``: the per-message costs of the signed link alone (digest + sign on the sender,
   parse + signature check + digest on the receiver), timed in one process, and the share of a
   bare step they amount to (informational).

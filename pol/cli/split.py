@@ -35,7 +35,10 @@ def train_cmd(out: str, keys_dir: str, threads: int, timeout: float, force: bool
     from pol.split.launch import launch_local, raise_for_failure
     from pol.split.node import make_config
 
+    from pol.split.planning import check_config
+
     config = make_config(**kw)
+    check_config(config)
     nodes = config.num_nodes
     keys = Path(keys_dir)
     for rank in range(nodes):

@@ -8,10 +8,9 @@ here unpickles: byte strings travel as uint8 tensors (never ``all_gather_object`
 from __future__ import annotations
 
 import datetime
+import math
 import os
 from typing import Any
-
-import numpy as np
 
 from pol.keys import fingerprint
 from pol.split.messages import (
@@ -61,12 +60,16 @@ def init_group(timeout_s: float = 600.0) -> tuple[int, int, str]:
 
 
 def _to_tensor(data: bytes, device: str, size: int | None = None) -> Any:
+    """``data`` as a uint8 tensor on ``device``, zero-padded to ``size`` bytes."""
     import torch
 
-    buf = torch.zeros(size if size is not None else len(data), dtype=torch.uint8)
-    if data:
-        buf[:len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    return buf.to(device)
+    if data and (size is None or size == len(data)):
+        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    else:
+        buf = torch.zeros(size if size is not None else len(data), dtype=torch.uint8)
+        if data:
+            buf[:len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return buf if device == "cpu" else buf.to(device)
 
 
 def _to_bytes(tensor: Any, size: int | None = None) -> bytes:
@@ -187,7 +190,7 @@ class DistLink:
         if header.key != expected or header.sender_node != peer or header.receiver_node != self.rank:
             raise self._reject(peer, what, f"its header names {header.describe()} to node {header.receiver_node}")
         if not dtype_supported(header.dtype) or any(d <= 0 for d in header.shape) or \
-                int(np.prod(header.shape, dtype=np.int64)) * 8 > MAX_MESSAGE_BYTES:
+                math.prod(header.shape) * 8 > MAX_MESSAGE_BYTES:
             raise self._reject(peer, what, f"unsupported tensor {header.dtype}{list(header.shape)}")
         payload = torch.empty(header.shape, dtype=_torch_dtype(header.dtype), device=self.device)
         incoming = dist.irecv(payload, peer)   # the signature is checked while the tensor arrives

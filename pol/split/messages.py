@@ -15,7 +15,6 @@ node key over ``"pol-split-msg-sig-v1" || the header without its signature``. An
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import struct
@@ -121,7 +120,9 @@ def sign_header(header: Header, key: Any) -> Header:
     from pol.keys import sign
 
     signed = header.signed_bytes()
-    out = dataclasses.replace(header, signature=sign(key, SIGNATURE_DOMAIN, signed))
+    out = Header(header.plan_digest, header.step, header.micro_batch, header.direction, header.sender_stage,
+                 header.sender_node, header.receiver_node, header.digest, header.dtype, header.shape,
+                 sign(key, SIGNATURE_DOMAIN, signed))
     out.__dict__["_signed"] = signed
     return out
 

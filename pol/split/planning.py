@@ -100,6 +100,19 @@ def stage_specs(config: SplitConfig) -> list[str]:
     return [builtin_stage_spec(config.task, s, config.stages) for s in range(config.stages)]
 
 
+def check_config(config: SplitConfig) -> None:
+    """Refuse, before any process starts, options no plan can be built from (PlanError)."""
+    node_of_stage(config.stages, config.labels_at)
+    stage_specs(config)
+    batch = _task_defaults(config)[3]
+    if config.micro_batches < 1 or batch % config.micro_batches:
+        raise PlanError(f"--micro-batches {config.micro_batches} must divide the batch size {batch}")
+    for name in ("every", "steps", "epochs", "compact"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise PlanError(f"--{name} must be at least 1")
+
+
 # -- contributions --------------------------------------------------------------------------
 
 def contribution(config: SplitConfig, rank: int, public_key: bytes, environment: dict[str, Any],

@@ -45,7 +45,8 @@ def train_reference(plan: PipelinePlan, features: Any, labels: Any, device: str 
             part = rows[j * size:(j + 1) * size]
             out = features[part].to(device)
             for s, stage in enumerate(stages):
-                torch.manual_seed(derive_seed(plan.seed, "split-step", s, t, j))
+                torch.manual_seed(derive_seed(plan.seed, "split-step", s, t, j))  # torch's own call: the engine's cheaper
+                # reseed (CPU generator only) must give the same dropout masks
                 out = stage(out)
             (loss_fn(out, labels[part].to(device)) / m).backward()
         for opt in optimizers:

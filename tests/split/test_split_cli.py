@@ -73,6 +73,19 @@ def test_input_that_cannot_be_judged_exits_2(damage: str, mlp_copy: Path, node_k
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--stages", "4"], "built-in splits into [2, 3] stages"),
+    (["--stages", "2", "--labels-at", "first"], "at least 3 stages"),
+    (["--micro-batches", "3"], "must divide the batch size 32"),
+    (["--task", "no-such-task"], "no built-in split"),
+])
+def test_train_refuses_options_no_plan_can_be_built_from(options: list[str], message: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_pol(["split", "train", "--out", tmp_path / "run", "--keys", tmp_path / "keys", *options],
+                             capsys)
+    assert code == 2 and message in err and not (tmp_path / "run").exists()
+
+
 def test_verify_refuses_a_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_pol(["split", "verify", tmp_path / "nowhere", "--keys", tmp_path], capsys)
     assert code == 2 and "not found" in err
