@@ -97,24 +97,81 @@ def _flag(name: str, value: Any) -> list[str]:
               "cross-checked against every neighbour's headers.")
 @click.option("--data", "data_spec", default=None, help="module:callable giving the data (custom tasks).")
 @click.option("--stage-module", "stage_modules", multiple=True, help="INDEX=module:callable for a custom stage.")
+@click.option("--response", "responses", multiple=True,
+              help="RANK=FILE: node RANK's response to your challenge (compact proofs); needs --challenge RANK=FILE.")
+@click.option("--challenge", "challenges", multiple=True,
+              help="RANK=FILE: the challenge you issued to node RANK with 'pol split challenge'.")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
 def verify_cmd(run_dir: str, keys_dir: str | None, segments: int | None, seed: int | None, device: str,
-               nodes: tuple[int, ...], data_spec: str | None, stage_modules: tuple[str, ...], json_output: bool) -> None:
+               nodes: tuple[int, ...], data_spec: str | None, stage_modules: tuple[str, ...],
+               responses: tuple[str, ...], challenges: tuple[str, ...], json_output: bool) -> None:
     """Verify every node of a run (exit 0 verified, 1 rejected naming the blamed nodes, 2 cannot judge)."""
     from pol.errors import InputError
     from verifier.split import SplitVerifyOptions, verify_pipeline
 
-    custom = {}
-    for item in stage_modules:
-        index, sep, spec = item.partition("=")
-        if not sep or not index.isdigit():
-            raise InputError(f"--stage-module takes INDEX=module:callable, not {item!r}")
-        custom[int(index)] = spec
+    custom = {int(k): v for k, v in _pairs(stage_modules, "--stage-module", "INDEX=module:callable").items()}
+    answered, issued = _pairs(responses, "--response", "RANK=FILE"), _pairs(challenges, "--challenge", "RANK=FILE")
+    if set(answered) != set(issued):
+        raise InputError("--response and --challenge go together, one pair per node: the node's response and "
+                         "the challenge you issued to it")
     opts = SplitVerifyOptions(segments=segments, seed=seed, device=device, data=data_spec, stage_modules=custom)
     with ProgressFactory(progress_enabled(json_output)) as bars:
-        report = verify_pipeline(run_dir, keys=keys_dir, options=opts, nodes=list(nodes) or None, progress=bars)
+        report = verify_pipeline(run_dir, keys=keys_dir, options=opts, nodes=list(nodes) or None, progress=bars,
+                                 responses={r: (answered[r], issued[r]) for r in answered})
     if json_output:
         click.echo(report.to_json())
     else:
         report.render(sys.stderr)
     sys.exit(report.exit_code)
+
+
+def _pairs(items: tuple[str, ...], option: str, form: str) -> dict[int, str]:
+    from pol.errors import InputError
+
+    out = {}
+    for item in items:
+        index, sep, value = item.partition("=")
+        if not sep or not index.isdigit() or not value:
+            raise InputError(f"{option} takes {form}, not {item!r}")
+        out[int(index)] = value
+    return out
+
+
+@group.command("challenge")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--node", "rank", type=int, required=True, help="The node to challenge.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Challenge file to write (JSON).")
+@click.option("--segments", type=int, default=None, help="Segments to challenge (default ~4%, at least 4).")
+@click.option("--seed", type=int, default=None, help="Verifier seed (default: OS entropy).")
+def challenge_cmd(run_dir: str, rank: int, out: str, segments: int | None, seed: int | None) -> None:
+    """Verifier: challenge segments of one node's compact proof, with your own randomness."""
+    from pol.split.proof import NodeProofReader, node_proof_path
+    from verifier.sampling import default_segment_count
+    from verifier.split.challenge import make_challenge, save_challenge
+
+    with NodeProofReader(node_proof_path(run_dir, rank)) as reader:
+        n = reader.num_checkpoints - 1
+        doc = make_challenge(reader, segments if segments is not None else default_segment_count(n), seed)
+    save_challenge(doc, out)
+    click.echo(f"challenged segments {doc['segments']} of node {rank}; send {out} to the node", err=True)
+
+
+@group.command("respond")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--node", "rank", type=int, required=True, help="Your node (whose proof is challenged).")
+@click.option("--challenge", "challenge_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Response file to write (HDF5).")
+@click.option("--stage-module", "stage_modules", multiple=True, help="INDEX=module:callable for a custom stage.")
+def respond_cmd(run_dir: str, rank: int, challenge_path: str, out: str, stage_modules: tuple[str, ...]) -> None:
+    """Node: answer a challenge by exact replay from your anchors and your recorded inputs."""
+    from pol.split.proof import NodeProofReader, node_proof_path
+    from verifier.split.api import SplitVerifyOptions, held_data, recorded_stack
+    from verifier.split.challenge import read_challenge, respond
+    from verifier.split.replay import NodeReplayer
+
+    custom = {int(k): v for k, v in _pairs(stage_modules, "--stage-module", "INDEX=module:callable").items()}
+    with NodeProofReader(node_proof_path(run_dir, rank)) as reader:
+        device = recorded_stack(reader)
+        replayer = NodeReplayer(reader, held_data(reader, SplitVerifyOptions()), device, custom)
+        held = respond(reader, read_challenge(challenge_path), out, replayer)
+    click.echo(f"wrote {out}: regenerated checkpoints {held}", err=True)

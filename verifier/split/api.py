@@ -53,8 +53,8 @@ def role(plan: Any, rank: int) -> str:
     return " + ".join(parts) or "middle"
 
 
-def _node_data(reader: NodeProofReader, options: SplitVerifyOptions) -> NodeData:
-    """Only what the node itself holds: features for the data owner, labels for the label owner."""
+def held_data(reader: NodeProofReader, options: SplitVerifyOptions) -> NodeData:
+    """The data a node's replay needs: only what the node itself holds: features for the data owner, labels for the label owner."""
     from pol.tasks import resolve_spec
 
     plan, rank = reader.plan, reader.rank
@@ -79,32 +79,42 @@ def _device(recorded: dict[str, Any], requested: str) -> str:
     return "cpu"
 
 
+def recorded_stack(reader: NodeProofReader, requested_device: str = "auto") -> str:
+    """Set up the node's recorded stack for bitwise replay (device, thread count); returns the
+    device. Raises InputError naming what differs when this machine cannot reproduce it."""
+    import torch
+
+    recorded = reader.plan.nodes[reader.rank]["environment"]
+    device = _device(recorded, requested_device)
+    threads = recorded.get("threads")
+    if device == "cpu" and isinstance(threads, int) and 1 <= threads <= 4 * (os.cpu_count() or 1):
+        torch.set_num_threads(threads)  # the recorded count makes bitwise replay possible
+    mismatches = exact_mismatches(recorded, environment_fingerprint(device, recorded.get("dtype", "float32")))
+    if mismatches:
+        raise InputError(f"node {reader.rank} recorded another environment ({', '.join(mismatches)} differ); split "
+                         "proofs replay only bitwise, on the recorded stack")
+    return device
+
+
 def verify_node(proof: str | os.PathLike[str] | NodeProofReader, *,
                 keys: str | os.PathLike[str] | Mapping[bytes, str] | None,
                 received_by_neighbours: Mapping[MessageKey, bytes] | None = None,
                 options: SplitVerifyOptions | None = None,
-                progress: Callable[[str, int], Any] | None = None) -> Report:
+                progress: Callable[[str, int], Any] | None = None,
+                response: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None) -> Report:
     """Judge one node from its own proof and, for ``sent_consistency``, the headers its
     neighbours recorded of its messages (message key -> header bytes; see :func:`neighbour_headers`).
     Never needs another stage's weights; needs data only when the node owns features or labels.
+    ``response``: (the node's response file, the challenge file the verifier issued) for a
+    compact proof (:mod:`verifier.split.challenge`); the challenge's segments are replayed.
     Raises :class:`~pol.errors.InputError` when the node cannot be judged (exit 2)."""
-    import torch
-
     opts = options or SplitVerifyOptions()
     reader = proof if isinstance(proof, NodeProofReader) else NodeProofReader(proof)
     try:
         plan, rank = reader.plan, reader.rank
         report = node_report(str(reader.path), rank)
         report.info.update({"role": role(plan, rank), "stages": plan.node_stages(rank)})
-        recorded = plan.nodes[rank]["environment"]
-        device = _device(recorded, opts.device)
-        threads = recorded.get("threads")
-        if device == "cpu" and isinstance(threads, int) and 1 <= threads <= 4 * (os.cpu_count() or 1):
-            torch.set_num_threads(threads)  # the recorded count makes bitwise replay possible
-        mismatches = exact_mismatches(recorded, environment_fingerprint(device, recorded.get("dtype", "float32")))
-        if mismatches:
-            raise InputError(f"node {rank} recorded another environment ({', '.join(mismatches)} differ); split proofs "
-                             "verify only bitwise, on the recorded stack")
+        device = recorded_stack(reader, opts.device)
         report.add(*_as_tuple(integrity.signer_check(reader, _trusted(keys))))
         report.add(*_as_tuple(integrity.plan_signatures_check(reader)))
         chain, final_weights = integrity.chain_check(reader)
@@ -115,12 +125,17 @@ def verify_node(proof: str | os.PathLike[str] | NodeProofReader, *,
             report.checks.append(integrity.sent_consistency_check(reader, received_by_neighbours))
         else:
             report.add("sent_consistency", None, "not run", "the neighbours' recorded headers were not given")
-        data = _node_data(reader, opts)
+        data = held_data(reader, opts)
         if rank in (plan.data_owner, plan.label_owner):
             report.checks.append(data_check(reader, data))
         replayer = NodeReplayer(reader, data, device, dict(opts.stage_modules))
         report.checks.append(initialization_check(replayer))
-        _replay(reader, replayer, report, opts, progress)
+        issued = None
+        if response is not None:
+            from verifier.split.challenge import read_challenge, response_states
+
+            issued = response_states(response[0], read_challenge(response[1]), reader)
+        _replay(reader, replayer, report, opts, progress, issued)
         return report
     finally:
         if not isinstance(proof, NodeProofReader):
@@ -132,13 +147,19 @@ def _as_tuple(check: Check) -> tuple[str, bool | None, str, str]:
 
 
 def _replay(reader: NodeProofReader, replayer: NodeReplayer, report: Report, opts: SplitVerifyOptions,
-            progress: Callable[[str, int], Any] | None) -> None:
+            progress: Callable[[str, int], Any] | None,
+            issued: tuple[list[int], dict[int, dict[str, Any]]] | None = None) -> None:
     n = reader.plan.num_checkpoints - 1
-    count = opts.segments if opts.segments is not None else default_segment_count(n)
-    seed = None if opts.seed is None else derive_seed(opts.seed, "split-verify", reader.rank)
-    chosen, used = choose_segments(n, count, seed)
+    starts: dict[int, dict[str, Any]] = {}
+    if issued is not None:
+        (chosen, starts), used, how = issued, None, "interactive challenge (verifier's randomness)"
+    else:
+        count = opts.segments if opts.segments is not None else default_segment_count(n)
+        seed = None if opts.seed is None else derive_seed(opts.seed, "split-verify", reader.rank)
+        (chosen, used), how = choose_segments(n, count, seed), "uniform, verifier's randomness"
     report.info.update({
         "segments_total": n, "segments_replayed": len(chosen), "replayed_segments": chosen, "verifier_seed": used,
+        "segment_selection": how,
         "detection_probability": {"one forged segment": round(detection_probability(n, len(chosen), 1 / max(n, 1)), 4),
                                   "f=0.1": round(detection_probability(n, len(chosen), 0.1), 4),
                                   "f=0.5": round(detection_probability(n, len(chosen), 0.5), 4)},
@@ -146,7 +167,7 @@ def _replay(reader: NodeProofReader, replayer: NodeReplayer, report: Report, opt
     advance = progress(f"node {reader.rank} replay", len(chosen)) if progress else None
     outcomes = []
     for segment in chosen:
-        outcomes.append(replayer.replay(segment))
+        outcomes.append(replayer.replay(segment, starts.get(segment)))
         if advance:
             advance(1)
     failures = [f"segment {o.segment} (steps {reader.plan.checkpoint_step(o.segment)}-"
@@ -210,8 +231,11 @@ def neighbour_headers(readers: Mapping[int, NodeProofReader]) -> dict[int, dict[
 
 def verify_pipeline(run_dir: str | os.PathLike[str], *, keys: str | os.PathLike[str] | Mapping[bytes, str] | None,
                     options: SplitVerifyOptions | None = None, nodes: list[int] | None = None,
-                    progress: Callable[[str, int], Any] | None = None) -> PipelineReport:
-    """Judge every node of the run in ``run_dir`` (or only ``nodes``) and the messages between them."""
+                    progress: Callable[[str, int], Any] | None = None,
+                    responses: Mapping[int, tuple[str | os.PathLike[str], str | os.PathLike[str]]] | None = None,
+                    ) -> PipelineReport:
+    """Judge every node of the run in ``run_dir`` (or only ``nodes``) and the messages between them.
+    ``responses``: rank -> (response file, the challenge file issued to that node)."""
     opts = options or SplitVerifyOptions()
     trusted = _trusted(keys)
     readers = open_run(run_dir)
@@ -234,7 +258,7 @@ def verify_pipeline(run_dir: str | os.PathLike[str], *, keys: str | os.PathLike[
             if nodes is not None and rank not in nodes:
                 continue
             report.nodes.append(verify_node(readers[rank], keys=trusted, received_by_neighbours=headers[rank],
-                                            options=opts, progress=progress))
+                                            options=opts, progress=progress, response=(responses or {}).get(rank)))
         replayed = sum(int(r.info.get("replayed_steps", 0)) for r in report.nodes)
         trained = plan.num_steps * max(1, len(report.nodes))
         report.info["verify_fraction"] = round(replayed / trained, 4)

@@ -107,10 +107,37 @@ class NodeReplayer:
             problems.append(f"checkpoint {segment + 1} does not reproduce")
         return problems, len(steps), link.compared
 
-    def replay(self, segment: int) -> SegmentOutcome:
+    def states_at(self, checkpoints: list[int]) -> dict[int, dict[str, np.ndarray]]:
+        """Prover side (answering a challenge): checkpoints rebuilt by replay from the nearest
+        stored anchor, every intermediate digest checked. Raises ValueError if one differs."""
+        out: dict[int, dict[str, np.ndarray]] = {}
+        position: int | None = None
+        for target in sorted(set(checkpoints)):
+            anchor = max(i for i in self.reader.stored_checkpoints if i <= target)
+            if position is None or not anchor <= position <= target:
+                restore_node(self.stages, self.reader.checkpoint_state(anchor), self.device)
+                position = anchor
+            for i in range(position, target):
+                problems, _, _ = self._run(i)
+                if problems:
+                    raise ValueError(f"replay from checkpoint {anchor} diverges in segment {i}: {problems[0]}")
+            position = target
+            out[target] = capture_node(self.stages, self.reader.plan.checkpoint_step(target))
+        return out
+
+    def replay(self, segment: int, start: dict[str, np.ndarray] | None = None) -> SegmentOutcome:
+        """Replay ``segment`` from its stored start, from ``start`` (a prover's response, which
+        must hash to the committed digest), or from a state regenerated from the nearest anchor."""
         started = time.perf_counter()
         anchor = max(i for i in self.reader.stored_checkpoints if i <= segment)
-        restore_node(self.stages, self.reader.checkpoint_state(anchor), self.device)
+        if start is not None and anchor != segment:
+            if state_digest(start) != self.reader.state_digests[segment]:
+                return SegmentOutcome(segment, False, f"the response's checkpoint {segment} differs from its "
+                                      "committed digest", seconds=time.perf_counter() - started)
+            restore_node(self.stages, start, self.device)
+            anchor = segment
+        else:
+            restore_node(self.stages, self.reader.checkpoint_state(anchor), self.device)
         regenerated = 0
         try:
             for i in range(anchor, segment):  # compact proofs: regenerate the start from the anchor
