@@ -86,6 +86,16 @@ def test_train_refuses_options_no_plan_can_be_built_from(options: list[str], mes
     assert code == 2 and message in err and not (tmp_path / "run").exists()
 
 
+def test_train_reports_the_node_that_stopped_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every node fails to import a stage module nobody has: the run stops, the first node to
+    fail is named with its one-line error, the exit code is the node's (2: input)."""
+    code, out, err = run_pol(["split", "train", "--stages", "2", "--out", tmp_path / "run", "--keys", tmp_path / "keys",
+                              "--steps", "4", "--stage-module", "no_such_module:build",
+                              "--stage-module", "no_such_module:build"], capsys)
+    assert code == 2 and "stopped the run" in err and "cannot import 'no_such_module:build'" in err
+    assert not list((tmp_path / "run").glob("node*.pol.h5"))   # nothing that could pass for a proof
+
+
 def test_verify_refuses_a_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_pol(["split", "verify", tmp_path / "nowhere", "--keys", tmp_path], capsys)
     assert code == 2 and "not found" in err
