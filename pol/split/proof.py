@@ -397,6 +397,10 @@ class NodeProofReader:
         ds = group.get(name)
         if not isinstance(ds, h5py.Dataset) or ds.dtype != np.uint8 or ds.ndim != 2 or ds.shape[1] != HEADER_SIZE:
             raise self._fail(f"{what}: /{name} must be uint8 of shape (n, {HEADER_SIZE})")
+        plan = self.plan
+        most = plan.every * plan.micro_batches * 2 * plan.num_stages  # more than any node sends or receives
+        if ds.shape[0] > most:
+            raise self._fail(f"{what}: /{name} holds {ds.shape[0]} headers, more than a segment can ({most})")
         return [bytes(row.tobytes()) for row in ds[()]]
 
     def transcript_headers(self, i: int) -> TranscriptSegment:

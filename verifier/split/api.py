@@ -253,6 +253,9 @@ def verify_pipeline(run_dir: str | os.PathLike[str], *, keys: str | os.PathLike[
         report.info.update({"plan_digest": majority.hex(), "nodes_total": plan.num_nodes,
                             "stages": plan.num_stages, "labels_at": plan.labels_at,
                             "micro_batches": plan.micro_batches, "num_steps": plan.num_steps})
+        unknown = sorted(set(nodes or []) - set(readers))
+        if unknown:
+            raise InputError(f"the run has no node(s) {unknown}; its nodes are {sorted(readers)}")
         headers = neighbour_headers(readers)
         for rank in sorted(readers):
             if nodes is not None and rank not in nodes:
