@@ -96,6 +96,27 @@ def test_train_reports_the_node_that_stopped_the_run(tmp_path: Path, capsys: pyt
     assert not list((tmp_path / "run").glob("node*.pol.h5"))   # nothing that could pass for a proof
 
 
+def test_custom_stage_modules_train_and_verify_only_when_the_verifier_names_the_code(
+        tmp_path: Path, node_keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts.attacks_split import train_run
+
+    run = tmp_path / "run"
+    result = train_run(run, node_keys, args=["--stages", "2", "--steps", "6", "--every", "3",
+                                             "--stage-module", "tests.split.custom_stages:bottom",
+                                             "--stage-module", "tests.split.custom_stages:head"])
+    assert result.ok, result.first_failure.stderr[-2000:] if result.first_failure else ""
+    code, out, err = run_pol(["split", "verify", run, "--keys", node_keys], capsys)
+    assert code == 2 and "never imports code named inside a proof" in err
+    code, doc = run_json(["split", "verify", run, "--keys", node_keys, "--stage-module",
+                          "0=tests.split.custom_stages:bottom", "--stage-module", "1=tests.split.custom_stages:head"],
+                         capsys)
+    assert code == 0 and doc["verdict"] == "verified"
+    code, doc = run_json(["split", "verify", run, "--keys", node_keys, "--stage-module",     # other code: other init
+                          "0=tests.split.custom_stages:head", "--stage-module", "1=tests.split.custom_stages:bottom"],
+                         capsys)
+    assert code == 1 and all({"initialization", "replay"} <= set(n["failed_checks"]) for n in doc["nodes"])
+
+
 def test_verify_refuses_a_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_pol(["split", "verify", tmp_path / "nowhere", "--keys", tmp_path], capsys)
     assert code == 2 and "not found" in err

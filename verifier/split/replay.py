@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pol.errors import PlanError, short_reason
 from pol.hashing import state_digest
 from pol.split.data import NodeData
 from pol.split.engine import NodeProgram
@@ -129,6 +130,13 @@ class NodeReplayer:
         """Replay ``segment`` from its stored start, from ``start`` (a prover's response, which
         must hash to the committed digest), or from a state regenerated from the nearest anchor."""
         started = time.perf_counter()
+        try:
+            return self._replay(segment, start, started)
+        except (RuntimeError, KeyError, ValueError, PlanError) as exc:  # load_state_dict & co.
+            return SegmentOutcome(segment, False, f"a checkpoint does not fit the stage modules: {short_reason(exc)}",
+                                  seconds=time.perf_counter() - started)
+
+    def _replay(self, segment: int, start: dict[str, np.ndarray] | None, started: float) -> SegmentOutcome:
         anchor = max(i for i in self.reader.stored_checkpoints if i <= segment)
         if start is not None and anchor != segment:
             if state_digest(start) != self.reader.state_digests[segment]:
@@ -157,8 +165,9 @@ class NodeReplayer:
 
 def initialization_check(replayer: NodeReplayer) -> Check:
     if replayer.initial_state_digest() != replayer.reader.state_digests[0]:
+        hint = " (or the stage code named for this verification is not the node's)" if replayer.stage_modules else ""
         return Check("initialization", False, "differs from the seeded stages",
-                     "checkpoint 0 is not the state the plan's per-stage seeds build")
+                     f"checkpoint 0 is not the state the plan's per-stage seeds build{hint}")
     return Check("initialization", True, "checkpoint 0 = seeded stages")
 
 
