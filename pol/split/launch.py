@@ -67,7 +67,7 @@ class SplitRunFailed(PolError):
 
 def launch_local(args: list[str], num_nodes: int, *, module: str = "pol.split.node",
                  per_rank_args: dict[int, list[str]] | None = None, timeout: float | None = None,
-                 grace: float = 5.0, env: dict[str, str] | None = None) -> LaunchResult:
+                 grace: float = 2.0, env: dict[str, str] | None = None) -> LaunchResult:
     """Run ``num_nodes`` processes of ``python -m module args`` as one torch.distributed job."""
     from pol.split.node import RESULT_PREFIX
 
