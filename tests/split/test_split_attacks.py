@@ -37,3 +37,15 @@ def test_attack_is_rejected_and_blamed_on_the_right_node(name: str, tmp_path: Pa
         # agree, which proves nothing); only replaying each of them on its own inputs exposes them
         assert checks <= outcome.passed(rank), outcome
 
+
+
+def test_a_node_refuses_to_sign_a_plan_its_own_options_do_not_give(tmp_path: Path, node_keys: Path) -> None:
+    """Node 1 was started with another seed: the plan node 0 proposes differs from the one node 1
+    builds from its own options and the contributions, so node 1 refuses to sign and the run stops
+    before step one (no proof of it is written)."""
+    from scripts.attacks_split import train_run
+
+    result = train_run(tmp_path / "run", node_keys, per_rank={1: ["--seed", "5"]})
+    assert not result.ok
+    assert "node 1 refuses to sign the plan node 0 proposed" in result.first_failure.error_line  # type: ignore[union-attr]
+    assert not list((tmp_path / "run").glob("node*.pol.h5"))
