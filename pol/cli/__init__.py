@@ -32,6 +32,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "zk": ("zk.cli:group", "Zero-knowledge commitments to checkpoints."),
     "tee": ("tee_sim.cli:group", "Simulated TEE attestation."),
     "workers": ("pol.cli.workers:group", "Federated training with untrusted workers, verified by replay."),
+    "split": ("pol.cli.split:group", "Split learning: train a pipeline of signed nodes, verify it node by node."),
     "import-legacy": ("pol.cli.legacy:import_legacy", "Convert a reference-implementation (Jia et al.) proof directory."),
 }
 
