@@ -59,6 +59,7 @@ def test_bf16_clipping_accumulation_and_parameter_groups(tmp_path: Path, keys: d
         assert [g["hparams"] for g in r.plan.optimizer["groups"]] == [{}, {"weight_decay": 0.0}]
     from cli_runner import run_json
 
+    capsys.readouterr()
     code, doc = run_json(["verify", path, "--key", keys["pub"], "--model", "lit_models:digits_module",
                           "--segments", "2", "--seed", "0"], capsys)
     assert code == 0 and doc["verdict"] == "verified", doc
