@@ -70,6 +70,9 @@ def check_arguments(trainer: Trainer) -> None:
     if args.label_smoothing_factor:
         raise PlanError("label_smoothing_factor computes the loss outside the model, which the plan does not commit; "
                         "record a plain loop with Recorder(loss='cross_entropy', loss_kwargs={'label_smoothing': ...})")
+    if trainer.lr_scheduler is not None:
+        raise PlanError("a scheduler passed in optimizers=(optimizer, scheduler) is not recorded: the recorder commits "
+                        "the TrainingArguments' schedule (lr_scheduler_type, warmup_steps, lr_scheduler_kwargs)")
     if trainer.compute_loss_func is not None:
         raise PlanError("compute_loss_func is not recorded: the committed loss is the one the model returns")
     if getattr(trainer, "loss_is_scaled_for_ga", None):

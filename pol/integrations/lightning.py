@@ -69,7 +69,8 @@ def check_trainer(trainer: Any, module: Any, recorder: Recorder) -> dict[str, An
     if any(type(cb).__name__ == "GradientAccumulationScheduler" for cb in trainer.callbacks):
         raise PlanError("a GradientAccumulationScheduler changes accumulation during training; use a fixed "
                         "accumulate_grad_batches")
-    if trainer.limit_train_batches not in (1.0, None) or trainer.overfit_batches:
+    limit = trainer.limit_train_batches  # (an int is a batch count: 1 means one batch)
+    if not (limit is None or isinstance(limit, float) and limit == 1.0) or trainer.overfit_batches:
         raise PlanError("limit_train_batches / overfit_batches change which batches train; the recorder commits every "
                         "batch of its schedule (leave them at their defaults)")
     if recorder.steps is not None and trainer.max_steps != recorder.steps:

@@ -132,3 +132,15 @@ def test_arguments_refused_before_step_zero(changes: dict, match: str, tmp_path:
 def test_custom_collator_refused(tmp_path: Path, keys: dict) -> None:
     with pytest.raises(PlanError, match="data collator"):
         train(tmp_path / "c.pol.h5", keys["key"], tmp_path, trainer_kwargs={"data_collator": lambda f: f})
+
+
+def test_a_scheduler_passed_in_is_refused(tmp_path: Path, keys: dict) -> None:
+    import torch
+
+    with pol.Recorder(tmp_path / "s.pol.h5", key=keys["key"], every=EVERY, seed=2, steps=STEPS,
+                      model_spec="hf_models:tiny_bert", data_spec="recipes:dict_tokens") as rec:
+        model = rec.initial_model()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        with pytest.raises(PlanError, match="optimizers=\\(optimizer, scheduler\\)"):
+            ProofTrainer(recorder=rec, model=model, args=_args(tmp_path), optimizers=(
+                opt, torch.optim.lr_scheduler.StepLR(opt, 2)), train_dataset=pol.load_data("recipes:dict_tokens").train)
