@@ -144,3 +144,18 @@ def test_a_scheduler_passed_in_is_refused(tmp_path: Path, keys: dict) -> None:
         with pytest.raises(PlanError, match="optimizers=\\(optimizer, scheduler\\)"):
             ProofTrainer(recorder=rec, model=model, args=_args(tmp_path), optimizers=(
                 opt, torch.optim.lr_scheduler.StepLR(opt, 2)), train_dataset=pol.load_data("recipes:dict_tokens").train)
+
+
+def test_epoch_based_run(tmp_path: Path, keys: dict) -> None:
+    """Recorder(epochs=2) with num_train_epochs=2: 64 samples, 8 per micro-batch, 2 per step: 8 steps."""
+    data = pol.load_data("recipes:dict_tokens", {"n": 64}).train
+    path = tmp_path / "e.pol.h5"
+    with pol.Recorder(path, key=keys["key"], every=3, seed=2, model_spec="hf_models:tiny_bert",
+                      data_spec="recipes:dict_tokens", data_kwargs={"n": 64}, epochs=2) as rec:
+        trainer = ProofTrainer(recorder=rec, model=rec.initial_model(), train_dataset=data,
+                               args=_args(tmp_path, max_steps=-1, num_train_epochs=2))
+        trainer.train()
+        assert trainer.state.global_step == rec.step == 8
+    report = verify(path, public_key=str(keys["pub"]), options=VerifyOptions(
+        seed=0, segments=3, model="hf_models:tiny_bert", data="recipes:dict_tokens"))
+    assert report.verdict == "verified", report.to_json()

@@ -146,3 +146,17 @@ def test_the_trainer_must_iterate_the_recorded_loader(tmp_path: Path, keys: dict
 def test_training_step_that_needs_the_trainer_is_stopped_at_the_first_checkpoint(tmp_path: Path, keys: dict) -> None:
     with pytest.raises(PlanError, match="self.trainer"):
         fit(tmp_path / "t.pol.h5", keys["key"], model_spec="lit_models:uses_trainer")
+
+
+def test_epoch_based_run(tmp_path: Path, keys: dict) -> None:
+    """Recorder(epochs=2) with Trainer(max_epochs=2): 64 samples in batches of 16, 4 steps per epoch."""
+    data = pol.load_data("lit_models:few_digits").train
+    path = tmp_path / "e.pol.h5"
+    with pol.Recorder(path, key=keys["key"], every=3, seed=5, model_spec="lit_models:digits_module",
+                      data_spec="lit_models:few_digits", epochs=2) as rec:
+        proof = ProofCallback(rec)
+        trainer = _trainer(proof, max_steps=-1, max_epochs=2)
+        trainer.fit(rec.initial_model(), train_dataloaders=proof.dataloader(
+            torch.utils.data.DataLoader(data, batch_size=16)))
+        assert trainer.global_step == rec.step == 8
+    assert verified(path, keys["pub"], data="lit_models:few_digits")
