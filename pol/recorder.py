@@ -80,6 +80,10 @@ def _autocast_spec(autocast: Any, device_type: str) -> dict[str, Any] | None:
     raise PlanError("autocast must be a dtype name ('bfloat16'), a dict {device_type, dtype}, or None")
 
 
+def _autocast_dtype(autocast: Any) -> Any:
+    return autocast.get("dtype") if isinstance(autocast, Mapping) else autocast
+
+
 class Recorder:
     """Record a proof-of-learning around an existing training loop."""
 
@@ -156,10 +160,48 @@ class Recorder:
         self._self_checker: Any = None
         self._external_lr = False  # an integration whose framework also steps an LR scheduler: the recorder overrides it
 
+    _CONFIGURABLE = {"loss": "cross_entropy", "loss_kwargs": None, "inputs": None, "target": 1, "output": None,
+                     "clip": None, "autocast": None, "accumulation": 1, "lr_schedule": None}
+
+    def configure(self, **options: Any) -> None:
+        """Set step and schedule options (as the constructor's ``loss``, ``loss_kwargs``, ``inputs``,
+        ``target``, ``output``, ``clip``, ``autocast``, ``accumulation``, ``lr_schedule``) before
+        :meth:`attach`. Framework integrations read them from the framework's own settings; an
+        option also given to the constructor with another value is refused (set it in one place)."""
+        if self.plan is not None:
+            raise PlanError("configure() must run before attach(): the plan is already signed")
+        unknown = sorted(set(options) - set(self._CONFIGURABLE))
+        if unknown:
+            raise PlanError(f"configure() does not take {unknown}")
+        current = dict(self._step_options, lr_schedule=self.lr_schedule)
+        current["loss_kwargs"] = current["loss"].get("kwargs") or None
+        current["loss"] = current["loss"].get("name") or current["loss"].get("spec")
+        for name, value in options.items():
+            default = self._CONFIGURABLE[name]
+            mine = current[name]
+            if name == "clip":
+                mine, value = _clip_spec(mine), _clip_spec(value)
+            same = mine == value
+            if name == "autocast" and mine is not None and value is not None:  # "bfloat16" or {device_type, dtype}
+                same = _autocast_dtype(mine) == _autocast_dtype(value)
+            if mine != default and not same:
+                raise PlanError(f"{name} is set on the Recorder ({mine!r}) and by the framework ({value!r}); set it in "
+                                "one place")
+        if "lr_schedule" in options:
+            spec = options.pop("lr_schedule")
+            self.lr_schedule = schedule.validate(spec) if spec else None
+        if "loss" in options or "loss_kwargs" in options:
+            loss = options.pop("loss", current["loss"])
+            self._step_options["loss"] = _loss_spec(loss, options.pop("loss_kwargs", current["loss_kwargs"]))
+        if "clip" in options:
+            options["clip"] = _clip_spec(options["clip"])
+        self._step_options.update(options)
+
     # -- set-up -----------------------------------------------------------------------------
     def attach(self, *, model: Any = None, optimizer: Any, data_loader: Any,
                external_step_hooks: bool = False,
-               framework_lr_scheduler: bool = False) -> tuple[Any, Any, "RecordedLoader"]:
+               framework_lr_scheduler: bool = False,
+               external_micro_batch_hook: bool = False) -> tuple[Any, Any, "RecordedLoader"]:
         """Wrap the user's model, optimizer and loader; commits and signs the plan.
 
         ``model=None`` builds the model from ``model_spec`` and the run seed (derived from
@@ -175,7 +217,9 @@ class Recorder:
         (Lightning, Accelerate) do not shift the seeds. ``external_step_hooks``: a framework that
         runs forward and backward inside ``optimizer.step(closure)`` (Lightning) calls
         :meth:`before_optimizer_step` itself after backward; otherwise the recorder checks and clips
-        from the optimizer's pre-step hook.
+        from the optimizer's pre-step hook. ``external_micro_batch_hook``: the integration calls
+        :meth:`start_micro_batch` right before each training micro-batch's computation (Lightning's
+        ``training_step``, which need not call the module's forward) instead of the forward pre-hook.
         """
         import torch
 
@@ -248,7 +292,8 @@ class Recorder:
         self._guard = StepGuard(model, optimizer, step["clip"], self.plan.accumulation, step["autocast"],
                                 watch_steps=self.every)
         self._external_lr = framework_lr_scheduler
-        model.register_forward_pre_hook(self._before_forward)
+        if not external_micro_batch_hook:
+            model.register_forward_pre_hook(self._before_forward)
         if not external_step_hooks:
             optimizer.register_step_pre_hook(self._before_optimizer_step)
         optimizer.register_step_post_hook(self._after_step)
@@ -349,13 +394,19 @@ class Recorder:
         seed_micro_batch(self.plan.run_seed, t, m)
         self._micro += 1
 
+    def start_micro_batch(self, module: Any) -> None:
+        """A training micro-batch starts (for integrations that attached with ``external_micro_batch_hook``):
+        its seed, and for a step's first micro-batch the committed learning rate."""
+        self._before_forward(module, ())
+
     def _before_micro_batch(self) -> None:
         """Called as the recorded loader hands a micro-batch to the loop (accounting only)."""
         self._yielded += 1
 
     def _before_optimizer_step(self, optimizer: Any = None, args: Any = (), kwargs: Any = None) -> None:
         assert self.plan is not None
-        if len(args) > 1 or (kwargs or {}).get("closure") is not None:  # args[0] is the optimizer itself
+        closure = args[1] if len(args) > 1 else (kwargs or {}).get("closure")  # args[0] is the optimizer itself
+        if closure is not None:  # (Accelerate's wrapper passes closure=None positionally)
             raise PlanError("optimizer.step(closure) runs forward and backward inside the step; the recorder cannot "
                             "check and clip there: use a framework integration (pol.integrations) for such loops")
         self.before_optimizer_step()
