@@ -176,6 +176,10 @@ def _load_safetensors(path: Path, max_header_bytes: int) -> WeightsFile:
             ties = dict(declared)
         except ValueError as exc:
             raise WeightsFileError(f"{path}: metadata pol.tied is malformed ({short_reason(exc)})") from None
+        for alias, target in ties.items():  # an alias is a name the file does not hold, of one it does
+            if alias in tensors or target not in tensors:
+                raise WeightsFileError(f"{path}: metadata pol.tied maps {alias[:60]!r} to {target[:60]!r}; a tied alias "
+                                       "must be absent from the file and name a tensor the file holds")
     return WeightsFile(str(path), "safetensors", tensors, dtypes, dict(metadata), ties)
 
 

@@ -287,7 +287,10 @@ _WORKER: SegmentJudge | None = None
 
 
 def _init_worker(config: JudgeConfig) -> None:
+    import signal
+
     global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the workers
     _WORKER = SegmentJudge(config)
 
 
@@ -374,5 +377,10 @@ class ReplayPool:
     def __enter__(self) -> "ReplayPool":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None and self._pool is not None:  # stopping (an error, Ctrl-C): do not wait for replays
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         self.close()
