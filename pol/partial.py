@@ -53,6 +53,7 @@ class OutputSlot:
     def __init__(self, out: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = False):
         self.out = Path(out)
         self.partial = partial_path(out)
+        self.working = self.partial
         self._fds: list[int] = []
         if self.out.exists() and not overwrite:
             raise OutputExistsError(f"{self.out} exists; pass overwrite=True (CLI: --force) to replace it")
@@ -63,7 +64,6 @@ class OutputSlot:
             if not resume and os.fstat(self._fds[0]).st_size > 0 and not overwrite:
                 raise OutputExistsError(f"{self.partial} holds the partial proof of an interrupted run: continue it "
                                         "(pol train --resume) or pass --force to start over")
-            self.working = self.partial
             if resume:
                 self.working = self.partial.with_name(self.partial.name + RESUME_SUFFIX)
                 self._fds.append(_lock(self.working, 0))

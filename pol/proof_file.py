@@ -575,15 +575,22 @@ class ProofReader:
         """The model the plan's seed builds on this stack (checkpoint 0 of a compact proof is
         coded against it; its digest check then also checks this stack's initialisation)."""
         if self._seeded is None:
+            from pol.resources import check_model_size
             from pol.tasks import resolve_spec, seeded_weights
 
             spec = resolve_spec(self.plan.model.get("spec"), self.model_spec, "model")
+            check_model_size(spec, self.plan.model.get("kwargs") or {}, self.byte_budget)
             weights = seeded_weights(spec, self.plan.model.get("kwargs") or {}, self.plan.run_seed)
             self._seeded = {MODEL + k: v for k, v in weights.items()}
         return self._seeded
 
     def stored_bytes(self) -> int:
         return self.path.stat().st_size
+
+    @property
+    def byte_budget(self) -> int:
+        """The most data this file may expand to (the sandboxed reader's limit): what it can hold."""
+        return self._file.limits.byte_budget(self.stored_bytes())
 
     def close(self) -> None:
         self._cache = None

@@ -29,7 +29,7 @@ import numpy as np
 
 from pol import chain
 from pol.assemble import FINAL_DOMAIN, PLAN_DOMAIN, finish, storage_rule  # noqa: F401  (FINAL_DOMAIN: docs)
-from pol.errors import BadSignatureError, InputError
+from pol.errors import BadSignatureError, InputError, ProofFormatError
 from pol.keys import fingerprint, load_signing_key, verify_signature
 from pol.partial import OutputSlot
 from pol.plan import Plan
@@ -112,10 +112,17 @@ def restart_point(old: ProofReader) -> int:
             break
         valid += 1
     for i in sorted(old.stored_checkpoints, reverse=True):
-        if i < valid and old.is_complete(i) and old.stored_state_digest(i) == old.state_digests[i]:
+        if i < valid and old.is_complete(i) and _hashes(old, i):
             return i
     raise InputError(f"{old.path} holds no checkpoint a run can restart from (the run died before its first one "
                      "was flushed); start over with --force")
+
+
+def _hashes(old: ProofReader, i: int) -> bool:
+    try:
+        return old.stored_state_digest(i) == old.state_digests[i]
+    except ProofFormatError:  # torn or damaged: not a place to restart from
+        return False
 
 
 def _copy_history(old: ProofReader, writer: ProofWriter, rule: Callable[[int], str | None], last: int) -> State:

@@ -34,8 +34,8 @@ from pol.hashing import HASH_NAME, dtype_name, update_with_tensor, weights_diges
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
 WEIGHTS_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
-MAX_HEADER_BYTES = 64 << 20          # safetensors itself stops at 100 MB
-MAX_TENSORS = 1_000_000
+MAX_HEADER_BYTES = 16 << 20          # safetensors itself stops at 100 MB; 100,000 entries take ~8 MB
+MAX_TENSORS = 100_000
 TENSOR_DOMAIN = b"pol-tensor-v1"
 
 # safetensors dtype -> (canonical name, item size)

@@ -98,7 +98,7 @@ def judge(o: Outcome) -> tuple[list[str], str]:
     """The bad-outcome flags of one case, and the explanation of an accepted mutation."""
     case, flags, explanation = o.case, [], ""
     if o.build_error:
-        return ["build_errors"], o.build_error
+        return ["build_errors"], ""
     if o.timed_out:
         return ["hangs"], ""
     if o.signal is not None:

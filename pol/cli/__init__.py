@@ -127,7 +127,9 @@ def _one_line_warnings(debug: bool) -> None:
         from pol.terminal import printable
 
         module = os.path.basename(os.path.dirname(filename))
-        if debug or module in _OWN_PACKAGES or os.path.basename(os.path.dirname(os.path.dirname(filename))) in _OWN_PACKAGES:
+        own = module in _OWN_PACKAGES or os.path.basename(os.path.dirname(os.path.dirname(filename))) in _OWN_PACKAGES
+        # numpy's RuntimeWarnings (NaN in a cast...) on hostile values are not news: the checks judge them
+        if debug or (own and not issubclass(category, RuntimeWarning)):
             click.echo(f"pol: warning: {printable(message)}", err=True)
 
     warnings.showwarning = show

@@ -18,9 +18,10 @@ from scripts.fuzz.runner import ANY, CLASSIFY, ERROR, REJECT, Case
 
 IN = "in.pol.h5"
 # Datasets whose layout is fixed (docs/FORMAT.md): any change of dtype is refused (exit 2).
-FIXED = ("plan", "signer_public_key", "signatures/plan", "signatures/final", "indices", "chain/digests",
-         "chain/state_digests", "chain/steps", "steps/state_digests", "checkpoints/000000/index",
-         "checkpoints/000001/deltas", "checkpoints/000002/plain")
+FIXED = {"plan": "uint8", "signer_public_key": "uint8", "signatures/plan": "uint8", "signatures/final": "uint8",
+         "indices": "int64", "chain/digests": "uint8", "chain/state_digests": "uint8", "chain/steps": "int64",
+         "steps/state_digests": "uint8", "checkpoints/000000/index": "uint8", "checkpoints/000001/deltas": "uint8",
+         "checkpoints/000002/plain": "uint8"}
 RAW_TENSORS = {"checkpoints/000001/model/fc1.weight": "float32",
                "checkpoints/000002/optim/state/fc2.bias/momentum_buffer": "float32",
                "checkpoints/000000/optim/lr": "float64", "checkpoints/000002/rng/torch_cpu": "uint8",
@@ -53,7 +54,7 @@ def edited(origin: Path, edit: Callable[[Any, str, Path], None], path: str) -> C
 def _case(c: Corpus, family: str, name: str, origin: Path, edit: Any, path: str, expect: str,
           reader: int = 0) -> Case:
     argv = READERS[reader](c, IN)
-    return Case("proof", family, name, argv, expect if reader == 0 else (ANY if expect == REJECT else expect),
+    return Case("proof", family, name, argv, expect if reader == 0 else (ANY if expect in (REJECT, CLASSIFY) else expect),
                 edited(origin, edit, path), IN, origin, json_stdout=reader in (0, 1, 4))
 
 
@@ -66,12 +67,9 @@ def structural_cases(c: Corpus, rng: random.Random) -> Iterator[Case]:
     def reader() -> int:
         return next(turn) % len(READERS)
 
-    for path in FIXED:
+    for path, own in FIXED.items():
         for dt in E.NUMERIC_DTYPES + E.SPECIAL_DTYPES:
-            if path.endswith(("index", "deltas", "plain", "plan", "signer_public_key", "signatures/plan",
-                              "signatures/final")) and dt == "uint8":
-                continue
-            if path in ("indices", "chain/steps") and dt == "int64":
+            if dt == own:
                 continue
             yield _case(c, "dtype", f"{path}:{dt}", full, E.change_dtype(dt), path, ERROR, reader())
         for how in E.SHAPES:
@@ -104,13 +102,14 @@ def structural_cases(c: Corpus, rng: random.Random) -> Iterator[Case]:
         yield _case(c, "attr", f"raw:{path}:attr", raw, E.set_attr("note", 1), path, ERROR)
     for name, value in E.ATTR_VALUES.items():
         for attr in ROOT_ATTRS:
-            yield _case(c, "attr", f"/@{attr}={name}", full, E.set_attr(attr, value), "/", ERROR, reader())
+            yield _case(c, "attr", f"/@{attr}={name}", full, E.set_attr(attr, value), "/", _attr_expect(attr, name),
+                        reader())
         for attr in FINAL_ATTRS:
-            expect = CLASSIFY if attr == "finished_at" and isinstance(value, str) else ERROR
-            yield _case(c, "attr", f"/final@{attr}={name}", full, E.set_attr(attr, value), "final", expect, reader())
+            yield _case(c, "attr", f"/final@{attr}={name}", full, E.set_attr(attr, value), "final",
+                        _attr_expect(attr, name), reader())
         for attr in CKPT_ATTRS:
             yield _case(c, "attr", f"/checkpoints/000001@{attr}={name}", full, E.set_attr(attr, value),
-                        "checkpoints/000001", ERROR, reader())
+                        "checkpoints/000001", _attr_expect(attr, name), reader())
     same_type = {("format_version", 2), ("format_version", 4), ("mode", "compact"), ("codec", "raw"),
                  ("format", "proof-of-learning-x")}
     for attr, value in sorted(same_type, key=str):
@@ -148,6 +147,19 @@ def structural_cases(c: Corpus, rng: random.Random) -> Iterator[Case]:
     yield _case(c, "flood", "/zk:30000-groups", full, _zk_flood, "", ERROR, reader())
 
 
+_ATTR_TYPES = {"format": str, "mode": str, "codec": str, "chain_head": str, "final_weights_digest": str,
+               "finished_at": str, "format_version": int, "num_checkpoints": int, "num_steps": int, "step": int,
+               "keyframe": bool}
+_VALUE_TYPES = {"string-digit": str, "empty-string": str, "long-string": str, "control-chars": str, "int8": int,
+                "int-max": int, "negative": int, "bool": bool}
+
+
+def _attr_expect(attr: str, value_name: str) -> str:
+    """A value of another type than the attribute's is refused (exit 2); one of its type may be
+    accepted only where it leaves the proof's content unchanged, or the attribute is unsigned."""
+    return CLASSIFY if _VALUE_TYPES.get(value_name) is _ATTR_TYPES[attr] else ERROR
+
+
 def _zk_nest(f: Any, path: str, case_dir: Path) -> None:
     E.nest(30)(f, "", case_dir)
     f.move("x", "zk")
@@ -160,11 +172,15 @@ def _zk_flood(f: Any, path: str, case_dir: Path) -> None:
 
 
 # -- plan edits ------------------------------------------------------------------------------------
-def _deep(depth: int) -> Any:
-    value: Any = 0
-    for _ in range(depth):
-        value = [value]
-    return value
+DEEP = "__deep_nesting__"  # replaced by 5,000 nested lists when the plan is encoded
+
+
+def plan_bytes(plan: dict[str, Any]) -> bytes:
+    """Canonical JSON of an edited plan (with :data:`DEEP` spliced in as raw nesting)."""
+    from pol.hashing import canonical_json
+
+    raw = canonical_json(plan)
+    return raw.replace(f'"{DEEP}"'.encode(), b"[" * 5000 + b"0" + b"]" * 5000)
 
 
 PLAN_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -186,7 +202,7 @@ PLAN_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "table=2M": lambda p: p.__setitem__("lr_schedule", {"kind": "table", "values": [0.05] * 2_000_000}),
     "exponential-gamma=1e308": lambda p: p.__setitem__("lr_schedule", {"kind": "exponential", "lr": 0.05, "gamma": 1e308}),
     "cosine-total=10**15": lambda p: p.__setitem__("lr_schedule", {"kind": "cosine", "lr": 0.05, "total_steps": 10**15}),
-    "model-kwargs-deep": lambda p: p["model"].__setitem__("kwargs", {"hidden": _deep(5000)}),
+    "model-kwargs-deep": lambda p: p["model"].__setitem__("kwargs", {"hidden": DEEP}),
     "model-kwargs-huge": lambda p: p["model"].__setitem__("kwargs", {"hidden": 10**7}),
     "model-kwargs-negative": lambda p: p["model"].__setitem__("kwargs", {"hidden": -1}),
     "model-spec-os-system": lambda p: p["model"].__setitem__("spec", "os:system"),
@@ -215,7 +231,6 @@ def plan_cases(c: Corpus, forged: "ForgeSource") -> Iterator[Case]:
     """Plan edits written over the signed plan (the signature breaks: reject), and the same edits
     in proofs forged under the forger's key, verified with that key trusted (the checks behind the
     signatures run, with a plan that asks for absurd resources)."""
-    from pol.hashing import canonical_json
 
     base = forged.plan
     for name, edit in PLAN_EDITS.items():
@@ -223,11 +238,7 @@ def plan_cases(c: Corpus, forged: "ForgeSource") -> Iterator[Case]:
         edit(plan)
 
         def rewrite(f: Any, path: str, case_dir: Path, plan: dict[str, Any] = plan) -> None:
-            try:
-                raw = canonical_json(plan)
-            except (ValueError, RecursionError):
-                raw = json.dumps(plan, sort_keys=True, separators=(",", ":")).encode()
-            E.recreate(f, "plan", np.frombuffer(raw, np.uint8))
+            E.recreate(f, "plan", np.frombuffer(plan_bytes(plan), np.uint8))
         yield _case(c, "plan", f"unsigned:{name}", c.full, rewrite, "plan", REJECT)
         yield Case("proof", "forged", f"signed:{name}", c.verify_args(IN, c.forger_pub), REJECT,
                    forged.builder(plan), IN, None, json_stdout=True)
@@ -267,24 +278,22 @@ class ForgeSource:
             key = load_signing_key(self.key_path)
             target = case_dir / IN
             shutil.copy(self.origin, target)
-            _resign(target, dict(plan_dict, signer=bytes(key.verify_key).hex()), key, chain_steps)
+            resign(target, dict(plan_dict, signer=bytes(key.verify_key).hex()), key, chain_steps)
         return build
 
 
-def _resign(path: Path, plan: dict[str, Any], key: Any, chain_steps: list[int] | None) -> None:
+def resign(path: Path, plan: dict[str, Any], key: Any, chain_steps: list[int] | None = None) -> None:
+    """Rewrite a proof's plan (and ``/chain/steps``) and re-sign everything under ``key``: the plan,
+    the embedded public key, the chain (its genesis covers the plan digest), the final signature."""
     import hashlib
 
     import h5py
 
     from pol import chain
     from pol.assemble import FINAL_DOMAIN, PLAN_DOMAIN
-    from pol.hashing import canonical_json
     from pol.keys import sign
 
-    try:
-        raw = canonical_json(plan)
-    except (ValueError, RecursionError):
-        raw = json.dumps(plan, sort_keys=True, separators=(",", ":")).encode()
+    raw = plan_bytes(plan)
     digest = hashlib.sha256(b"pol-plan-v1" + raw).digest()
     with h5py.File(path, "r+") as f:
         E.recreate(f, "plan", np.frombuffer(raw, np.uint8))
