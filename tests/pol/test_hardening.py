@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,19 @@ from pol.terminal import printable
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture()
-def alarm() -> Iterator[None]:
-    """A read that blocks (a FIFO) fails the test after 10 s instead of hanging the suite."""
-    def fail(signum: int, frame: object) -> None:
-        raise TimeoutError("blocked")
+def _within(seconds: float, fn, *args):  # noqa: ANN001, ANN202
+    """``fn(*args)`` in a thread: a read that blocks (a FIFO) fails the test instead of hanging it
+    (no signals: the suite runs in xdist workers)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(10)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(fn, *args).result(timeout=seconds)
+    finally:
+        pool.shutdown(wait=False)
 
 
-def test_small_file_reads_refuse_what_is_not_a_small_regular_file(tmp_path: Path, alarm: None) -> None:
+def test_small_file_reads_refuse_what_is_not_a_small_regular_file(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     zero = tmp_path / "zero"
@@ -46,7 +44,7 @@ def test_small_file_reads_refuse_what_is_not_a_small_regular_file(tmp_path: Path
     for path, match in ((fifo, "not a regular file"), (zero, "not a regular file"), (tmp_path, "not a regular file"),
                         (loop, "cannot read"), (big, "larger than 100 bytes"), (tmp_path / "none", "not found")):
         with pytest.raises(InputError, match=match):
-            read_small_file(path, 100, "thing")
+            _within(10, read_small_file, path, 100, "thing")
     big.write_bytes(b"x" * 100)
     assert read_small_file(big, 100, "thing") == b"x" * 100
 
