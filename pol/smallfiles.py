@@ -62,6 +62,15 @@ def parse_json(raw: bytes | str, what: str, error: type[Exception] = InputError)
             raise ValueError("duplicate keys")
         return out
 
+    import sys
+
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    previous = sys.getrecursionlimit()
+    # The C parser recurses per nesting level: under a raised recursion limit (pytest-xdist, an
+    # embedding application) a deep document would overflow the C stack, so cap it here.
+    sys.setrecursionlimit(min(previous, depth + 500))
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         return json.loads(text, parse_constant=no_constant, object_pairs_hook=no_duplicates)
@@ -69,3 +78,5 @@ def parse_json(raw: bytes | str, what: str, error: type[Exception] = InputError)
         raise error(f"{what} is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise error(f"{what} is not valid JSON ({short_reason(exc)[:120]})") from None
+    finally:
+        sys.setrecursionlimit(previous)
