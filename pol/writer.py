@@ -22,6 +22,14 @@ from pol.proof_file import ProofWriter
 from pol.state import model_weights
 
 
+def write_estimate(state: dict[str, np.ndarray], indices_block: np.ndarray, chain_rows: int) -> int:
+    """An upper bound on the bytes one checkpoint job adds to the file: the tensors uncompressed
+    (coding only shrinks them, but for a few bytes of framing), the indices, the digest rows, and
+    HDF5's metadata (object headers, chunk indexes: a few KiB per dataset)."""
+    data = sum(int(np.asarray(v).nbytes) for v in state.values())
+    return data + data // 50 + int(indices_block.nbytes) + 96 * chain_rows + 3072 * (len(state) + 4) + (32 << 10)
+
+
 class BackgroundChainWriter:
     def __init__(self, writer: ProofWriter, plan_digest: bytes, stored: Callable[[int], str | None],
                  step_digests: bool = False, max_pending: int = 2, max_pending_steps: int = 64):
@@ -82,6 +90,8 @@ class BackgroundChainWriter:
     def _job(self, index: int, step: int, state: dict[str, np.ndarray], indices_block: np.ndarray) -> None:
         sd = state_digest(state)
         intermediate, self._intermediate = self._intermediate, []
+        self._writer.reserve(write_estimate(state if self._stored(index) is not None else {}, indices_block,
+                                            len(intermediate) + 1))
         if not self._step_digests and intermediate:
             raise RuntimeError("per-step digests were submitted for a plan that does not record them")
         if index == 0:
@@ -97,6 +107,12 @@ class BackgroundChainWriter:
         self._writer.flush()
         self.count = index + 1
         self._last_state = state
+
+    def resume_at(self, head: bytes, count: int, last_state: dict[str, np.ndarray]) -> None:
+        """Continue a chain whose first ``count`` links (ending in ``head``, at ``last_state``) are
+        already in the file (:mod:`pol.resume`)."""
+        self.drain()
+        self.head, self.count, self._last_state, self._intermediate = head, count, last_state, []
 
     def last_weights_digest(self) -> bytes:
         """Digest of the model weights of the last checkpoint written (after :meth:`drain`)."""

@@ -19,6 +19,7 @@ from pol.errors import InputError
 from pol.keys import TrustedKey, resolve_trusted_key
 from pol.legacy import LEGACY_UNVERIFIABLE_CHECKS, is_legacy, legacy_limitations
 from pol.proof_file import ProofReader
+from pol.resources import check_model_size
 from pol.tasks import TaskData, load_data, resolve_spec
 from verifier import checks
 from verifier.calibration import FACTOR, FLOOR, calibrated, measure_noise
@@ -132,6 +133,7 @@ def verify_open(reader: ProofReader, *, public_key: str | TrustedKey | None = No
         report.info["stopped_early"] = True
         return report
     model_spec = resolve_spec(reader.plan.model.get("spec"), opts.model, "model")
+    check_model_size(model_spec, reader.plan.model.get("kwargs") or {}, reader.byte_budget)  # before any is built
     reader.model_spec = model_spec  # checkpoint 0 of a compact proof decodes against the seeded model
     data_spec = resolve_spec(reader.plan.data.get("spec"), opts.data, "data")
     if opts.model_kwargs is not None and opts.model_kwargs != reader.plan.model.get("kwargs"):
@@ -253,7 +255,7 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
         return
     tolerance = config.tolerance
     if mode == "tolerance" and opts.calibrate and config.device == "cpu":
-        judge = SegmentJudge(config, data)
+        judge = SegmentJudge(config, data, reader)
         try:
             noise = measure_noise(judge, chosen[0])
         finally:
@@ -273,7 +275,7 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
     units = sorted([("segment", j) for j in chosen] + [("step", t) for t in steps],
                    key=lambda u: (int(reader.checkpoint_steps[u[1]]) if u[0] == "segment" else u[1], u[0]))
     advance = progress("replay", len(units)) if progress else None
-    all_outcomes = pool.judge(units, tolerance, advance, data)
+    all_outcomes = pool.judge(units, tolerance, advance, data, reader)
     outcomes = [o for o in all_outcomes if o.unit == "segment"]
     step_outcomes = [o for o in all_outcomes if o.unit == "step"]
     report.info["replay_seconds"] = round(time.perf_counter() - t0, 3)

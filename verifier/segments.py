@@ -69,14 +69,16 @@ class SegmentOutcome:
 
 
 class SegmentJudge:
-    def __init__(self, config: JudgeConfig, data: TaskData | None = None):
+    def __init__(self, config: JudgeConfig, data: TaskData | None = None, reader: ProofReader | None = None):
+        """``reader``: the proof already open in this process (not closed by :meth:`close`)."""
         import torch
 
         if config.threads is not None:
             torch.set_num_threads(max(1, config.threads))
         torch.use_deterministic_algorithms(config.deterministic)
         self.config = config
-        self.reader = ProofReader(config.proof, model_spec=config.model_spec)
+        self._owns_reader = reader is None
+        self.reader = reader if reader is not None else ProofReader(config.proof, model_spec=config.model_spec)
         plan = self.reader.plan
         data = data or load_data(config.data_spec, plan.data.get("kwargs") or {})
         self.replayer = Replayer(plan, data.train, config.device, config.model_spec, config.loss_spec)
@@ -95,7 +97,8 @@ class SegmentJudge:
             self.responses, self.step_responses = load_embedded_response(self.reader)
 
     def close(self) -> None:
-        self.reader.close()
+        if self._owns_reader:
+            self.reader.close()
 
     # -- states -----------------------------------------------------------------------------
     def _state(self, i: int, start: bool = False) -> tuple[State | None, str]:
@@ -287,7 +290,10 @@ _WORKER: SegmentJudge | None = None
 
 
 def _init_worker(config: JudgeConfig) -> None:
+    import signal
+
     global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the workers
     _WORKER = SegmentJudge(config)
 
 
@@ -345,7 +351,7 @@ class ReplayPool:
         return self._pool.submit(_expected_initial_in_worker).result()
 
     def judge(self, segments: list[Any], tolerance: Tolerance, advance: Any = None,
-              data: TaskData | None = None) -> list[SegmentOutcome]:
+              data: TaskData | None = None, reader: ProofReader | None = None) -> list[SegmentOutcome]:
         """Judge units (segment numbers, or ``("segment", j)`` / ``("step", t)``), in the given order."""
         from collections import deque
 
@@ -369,7 +375,7 @@ class ReplayPool:
 
         top_up()
         if self.in_parent:
-            judge = SegmentJudge(config, data)
+            judge = SegmentJudge(config, data, reader)
             try:
                 while pending:
                     j = pending.popleft()
@@ -390,5 +396,10 @@ class ReplayPool:
     def __enter__(self) -> "ReplayPool":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None and self._pool is not None:  # stopping (an error, Ctrl-C): do not wait for replays
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         self.close()

@@ -79,27 +79,90 @@ def _fail(message: str, exc: BaseException, argv: list[str] | None, code: int = 
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Console entry point: maps project errors to exit codes and one-line messages."""
+    """Console entry point: maps project errors to exit codes and one-line messages.
+
+    Every message that may quote a file is escaped (:func:`pol.terminal.printable`): one line, no
+    control characters. Ctrl-C stops the command with one line and exit code 130.
+    """
+    from pol.errors import Interrupted
+    from pol.terminal import printable
+
     debug = os.environ.get("POL_DEBUG") == "1"
+    import warnings
+
+    previous, show_warning = _catch_interrupts(), warnings.showwarning
+    _one_line_warnings(debug)
     try:
         rv = cli.main(args=argv, prog_name="pol", standalone_mode=False)
+    except Interrupted as exc:
+        detail = f": {printable(exc)}" if str(exc) else ""
+        click.echo(f"pol: interrupted{detail}", err=True)
+        sys.exit(Interrupted.exit_code)
     except click.exceptions.Abort:
         click.echo("pol: aborted", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        _fail(f"pol: error: {exc.format_message()}", exc, argv)
+        _fail(f"pol: error: {printable(exc.format_message())}", exc, argv)
     except InputError as exc:
         if debug:
             raise
-        _fail(f"pol: error: {exc}", exc, argv, exc.exit_code)
+        _fail(f"pol: error: {printable(exc)}", exc, argv, exc.exit_code)
     except PolError as exc:
         if debug:
             raise
-        _fail(f"pol: error: {exc}", exc, argv)
+        _fail(f"pol: error: {printable(exc)}", exc, argv)
     except Exception as exc:  # never a traceback for a user, never exit 0
         if debug:
             raise
-        _fail(f"pol: internal error: {type(exc).__name__}: {exc} (POL_DEBUG=1 for a traceback)", exc, argv)
+        _fail(f"pol: internal error: {type(exc).__name__}: {printable(exc, limit=300)} (POL_DEBUG=1 for a traceback)",
+              exc, argv)
+    finally:
+        _restore_interrupts(previous)
+        warnings.showwarning = show_warning
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+_OWN_PACKAGES = ("pol", "verifier", "zk", "tee_sim")
+
+
+def _one_line_warnings(debug: bool) -> None:
+    """Warnings of this project print as one escaped line; libraries' warnings (torch, h5py...)
+    are not the user's business unless POL_DEBUG=1."""
+    import warnings
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        from pol.terminal import printable
+
+        module = os.path.basename(os.path.dirname(filename))
+        own = module in _OWN_PACKAGES or os.path.basename(os.path.dirname(os.path.dirname(filename))) in _OWN_PACKAGES
+        # numpy's RuntimeWarnings (NaN in a cast...) on hostile values are not news: the checks judge them
+        if debug or (own and not issubclass(category, RuntimeWarning)):
+            click.echo(f"pol: warning: {printable(message)}", err=True)
+
+    warnings.showwarning = show
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    from pol.errors import Interrupted
+
+    raise Interrupted()
+
+
+def _catch_interrupts() -> Any:
+    """SIGINT raises :class:`pol.errors.Interrupted` (not KeyboardInterrupt, which click turns into
+    an "Aborted!" of exit code 1)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, _raise_interrupted)
+
+
+def _restore_interrupts(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)

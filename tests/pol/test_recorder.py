@@ -14,6 +14,7 @@ import torch
 import pol
 from pol.errors import PlanError
 from pol.hashing import state_digest
+from pol.partial import partial_path
 from pol.proof_file import ProofReader
 from pol.sampler import BatchSchedule
 from pol.schedule import lr_at
@@ -105,7 +106,8 @@ def test_process_killed_between_checkpoints_leaves_readable_file(tmp_path: Path,
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert res.returncode == 9, res.stderr
-    with ProofReader(proof) as r:
+    assert not proof.exists()  # only a signed proof is renamed into place (pol.partial)
+    with ProofReader(partial_path(proof)) as r:
         assert r.final is None and r.final_signature is None
         assert r.num_checkpoints == 4  # steps 0, 5, 10, 15
         assert r.num_recorded_steps == 15
