@@ -425,13 +425,14 @@ class ProofReader:
             raise ProofFormatError("/signatures/final is present without /final")
 
     def _check_mode(self, n: int, finished: bool) -> None:
-        """The unsigned ``mode`` attribute must describe what the file stores: a full proof stores
-        every checkpoint of the chain whole; a finished compact one leaves some out or marks how
-        it stores them (checkpoint 0 coded against the seeded model, the last without optimizer state)."""
+        """The unsigned ``mode`` attribute must describe how the file stores checkpoints: a full proof
+        stores them whole (a checkpoint it *lacks* fails the verifier's ``checkpoints`` check, exit 1);
+        a finished compact one leaves some out or marks how it stores them (checkpoint 0 coded against
+        the seeded model, the last without optimizer state)."""
         marked = any({BASE, OPTIMIZER_STATE_DIGEST} & set(self._group(i).attrs) for i in self.stored_checkpoints)
         whole = self.stored_checkpoints == list(range(n)) and not marked
-        if self.mode == "full" and not whole:
-            raise ProofFormatError("the file says mode 'full' but does not store every checkpoint whole (refused)")
+        if self.mode == "full" and marked:
+            raise ProofFormatError("the file says mode 'full' but stores checkpoints the compact way (refused)")
         if self.mode == "compact" and whole and finished and n > 1:
             raise ProofFormatError("the file says mode 'compact' but stores every checkpoint whole (refused)")
 
