@@ -38,6 +38,11 @@ class NodeOutcome:
     result: dict[str, Any] | None = None
 
     @property
+    def lost_peer(self) -> bool:
+        """The node stopped on a transport error (its peer went away), not on a refusal of its own."""
+        return f"pol split node {self.rank}: stopped:" in self.stderr
+
+    @property
     def error_line(self) -> str:
         lines = [ln for ln in self.stderr.splitlines() if ln.startswith("pol split node") or "Error" in ln]
         return lines[-1] if lines else (self.stderr.strip().splitlines() or [f"exit code {self.returncode}"])[-1]
@@ -53,8 +58,12 @@ class LaunchResult:
 
     @property
     def first_failure(self) -> NodeOutcome | None:
+        """The node that stopped the run: the first to fail on purpose (it refused something)
+        if any did, else the first to fail at all. Nodes that lost a peer fail too, and under load
+        they can be seen ending in the same polling interval as the node that refused."""
         failed = [o for o in self.outcomes if o.returncode != 0]
-        return min(failed, key=lambda o: o.ended_at) if failed else None
+        refused = [o for o in failed if not o.lost_peer]
+        return min(refused or failed, key=lambda o: o.ended_at) if failed else None
 
     @property
     def results(self) -> list[dict[str, Any]]:
