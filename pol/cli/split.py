@@ -46,7 +46,8 @@ def train_cmd(out: str, keys_dir: str, threads: int, timeout: float, force: bool
             generate_keypair(keys / f"node{rank}")
             click.echo(f"created key pair {keys / f'node{rank}'}.key/.pub", err=True)
     out_dir = Path(out)
-    existing = sorted(out_dir.glob("node*.pol.h5")) if out_dir.is_dir() else []
+    existing = sorted([*out_dir.glob("node*.pol.h5"), *out_dir.glob("node*.label-noise-secret.json")]) \
+        if out_dir.is_dir() else []
     if existing and not force:
         raise OutputExistsError(f"{out_dir} already holds node proofs ({existing[0].name}, ...); pass --force")
     for stale in existing:
@@ -101,10 +102,14 @@ def _flag(name: str, value: Any) -> list[str]:
               help="RANK=FILE: node RANK's response to your challenge (compact proofs); needs --challenge RANK=FILE.")
 @click.option("--challenge", "challenges", multiple=True,
               help="RANK=FILE: the challenge you issued to node RANK with 'pol split challenge'.")
+@click.option("--label-noise-secret", default=None, type=click.Path(dir_okay=False),
+              help="The label owner's label-noise secret, when its plan commits label noise (default: "
+                   "node<r>.label-noise-secret.json in RUN_DIR); only the label owner's replay needs it.")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
 def verify_cmd(run_dir: str, keys_dir: str | None, segments: int | None, seed: int | None, device: str,
                nodes: tuple[int, ...], data_spec: str | None, stage_modules: tuple[str, ...],
-               responses: tuple[str, ...], challenges: tuple[str, ...], json_output: bool) -> None:
+               responses: tuple[str, ...], challenges: tuple[str, ...], label_noise_secret: str | None,
+               json_output: bool) -> None:
     """Verify every node of a run (exit 0 verified, 1 rejected naming the blamed nodes, 2 cannot judge)."""
     from pol.errors import InputError
     from verifier.split import SplitVerifyOptions, verify_pipeline
@@ -114,7 +119,8 @@ def verify_cmd(run_dir: str, keys_dir: str | None, segments: int | None, seed: i
     if set(answered) != set(issued):
         raise InputError("--response and --challenge go together, one pair per node: the node's response and "
                          "the challenge you issued to it")
-    opts = SplitVerifyOptions(segments=segments, seed=seed, device=device, data=data_spec, stage_modules=custom)
+    opts = SplitVerifyOptions(segments=segments, seed=seed, device=device, data=data_spec, stage_modules=custom,
+                              label_noise_secret=label_noise_secret)
     with ProgressFactory(progress_enabled(json_output)) as bars:
         report = verify_pipeline(run_dir, keys=keys_dir, options=opts, nodes=list(nodes) or None, progress=bars,
                                  responses={r: (answered[r], issued[r]) for r in answered})
@@ -162,8 +168,13 @@ def challenge_cmd(run_dir: str, rank: int, out: str, segments: int | None, seed:
 @click.option("--challenge", "challenge_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Response file to write (HDF5).")
 @click.option("--stage-module", "stage_modules", multiple=True, help="INDEX=module:callable for a custom stage.")
-def respond_cmd(run_dir: str, rank: int, challenge_path: str, out: str, stage_modules: tuple[str, ...]) -> None:
+@click.option("--label-noise-secret", default=None, type=click.Path(dir_okay=False),
+              help="Your label-noise secret, if you are the label owner of a run with label noise (default: "
+                   "node<r>.label-noise-secret.json in RUN_DIR).")
+def respond_cmd(run_dir: str, rank: int, challenge_path: str, out: str, stage_modules: tuple[str, ...],
+                label_noise_secret: str | None) -> None:
     """Node: answer a challenge by exact replay from your anchors and your recorded inputs."""
+    from pol.split.label_noise import secret_for
     from pol.split.proof import NodeProofReader, node_proof_path
     from verifier.split.api import SplitVerifyOptions, held_data, recorded_stack
     from verifier.split.challenge import read_challenge, respond
@@ -172,6 +183,7 @@ def respond_cmd(run_dir: str, rank: int, challenge_path: str, out: str, stage_mo
     custom = {int(k): v for k, v in _pairs(stage_modules, "--stage-module", "INDEX=module:callable").items()}
     with NodeProofReader(node_proof_path(run_dir, rank)) as reader:
         device = recorded_stack(reader)
-        replayer = NodeReplayer(reader, held_data(reader, SplitVerifyOptions()), device, custom)
+        replayer = NodeReplayer(reader, held_data(reader, SplitVerifyOptions()), device, custom,
+                                secret_for(reader.plan, rank, reader.path, label_noise_secret))
         held = respond(reader, read_challenge(challenge_path), out, replayer)
     click.echo(f"wrote {out}: regenerated checkpoints {held}", err=True)

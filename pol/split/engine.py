@@ -14,7 +14,8 @@ Per micro-batch ``j`` of step ``t``:
   (the CPU generator, and the CUDA device's when the stage runs there: :func:`reseed`);
 * the last stage computes ``loss_fn(output, labels) / m`` and back-propagates it; any other stage
   back-propagates the gradient received from stage ``s+1``; every stage but 0 sends its input's
-  gradient to stage ``s-1``.
+  gradient to stage ``s-1`` (the last stage adds the plan's committed label noise first, when the
+  plan commits one: :mod:`pol.split.label_noise`).
 
 Gradients accumulate over micro-batches in order ``0..m-1``; the learning rate of step ``t`` is
 set from each stage's committed schedule before the step.
@@ -69,8 +70,11 @@ class NodeProgram:
     """
 
     def __init__(self, plan: PipelinePlan, rank: int, stages: Sequence[StageHolder], data: NodeData,
-                 device: Any = "cpu"):
+                 device: Any = "cpu", label_noise_secret: bytes | None = None):
+        from pol.split.label_noise import for_node
+
         self.plan, self.rank, self.device = plan, rank, device
+        self.label_noise = for_node(plan, rank, label_noise_secret)
         self.stages = sorted(stages, key=lambda h: h.index)
         self.data = data
         self.last = plan.num_stages - 1
@@ -140,7 +144,8 @@ class NodeProgram:
                 else:
                     torch.autograd.backward(y, link.recv(BACKWARD, t, j, s + 1))
                 if s > 0:
-                    link.send(BACKWARD, t, j, s, self.outgoing(BACKWARD, t, j, s, x.grad))
+                    grad = x.grad if s < self.last or self.label_noise is None else self.label_noise.apply(x.grad, t, j)
+                    link.send(BACKWARD, t, j, s, self.outgoing(BACKWARD, t, j, s, grad))
         self.apply_updates(t)
         link.end_step(t)
         if losses:

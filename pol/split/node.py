@@ -65,12 +65,13 @@ class NodeRuntime:
         self.key: Any = None
         self.agreed: Any = None
         self.data: Any = None
+        self.label_noise_secret: bytes | None = None   # the label owner's, when the run adds label noise
 
     # -- seams ------------------------------------------------------------------------------
     def make_program(self, plan: Any, stages: list[Any], data: Any) -> Any:
         from pol.split.engine import NodeProgram
 
-        return NodeProgram(plan, self.rank, stages, data, self.device)
+        return NodeProgram(plan, self.rank, stages, data, self.device, self.label_noise_secret)
 
     def make_link(self, plan: Any, key: Any, recorder: Any) -> Any:
         from pol.split.comm import DistLink
@@ -90,6 +91,7 @@ class NodeRuntime:
     def setup(self) -> None:
         """Load (or create) the key, load the data this node owns, agree on and sign the plan."""
         from pol.envinfo import environment_fingerprint
+        from pol.split import label_noise
         from pol.split.data import node_data
         from pol.split.plan import node_of_stage
         from pol.split.planning import agree_plan, data_spec
@@ -103,8 +105,16 @@ class NodeRuntime:
         self.data = node_data(data_spec(cfg), cfg.data_kwargs, features=self.rank == 0,
                               labels=self.rank == owners[-1])
         env = environment_fingerprint(self.device)
+        noise_commitment = None
+        if cfg.label_noise and self.rank == owners[-1]:
+            self.label_noise_secret = label_noise.new_secret()
+            noise_commitment = label_noise.commitment(self.label_noise_secret)
         self.agreed = agree_plan(cfg, self.rank, self.key, env, self.data.features, self.data.labels,
-                                 self.device, self.keys_dir, approve=self.approve_plan)
+                                 self.device, self.keys_dir, approve=self.approve_plan,
+                                 label_noise_commitment=noise_commitment)
+        if self.label_noise_secret is not None:  # opened only to the verifier of this node (it holds the labels)
+            label_noise.write_secret(label_noise.secret_path(self.out_dir, self.rank), self.label_noise_secret,
+                                     force=self.force)
 
     def build_stages(self) -> list[Any]:
         from pol.split.node_state import StageHolder
@@ -198,6 +208,9 @@ def config_options(fn: Any) -> Any:
         click.option("--stage-module", "stage_modules", multiple=True,
                      help="module:callable building each stage (repeat once per stage) instead of a built-in split."),
         click.option("--data", default=None, help="module:callable giving the data (default: the task's)."),
+        click.option("--label-noise", default=None, metavar="KIND[:RATIO]",
+                     help="Label protection: the label owner adds noise (iso or max_norm) to the gradients its head "
+                          "sends, drawn from a secret committed in the plan (docs/PRIVACY.md)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -210,7 +223,8 @@ def make_config(**kw: Any) -> Any:
     return SplitConfig(task=kw["task"], stages=kw["stages"], labels_at=kw["labels_at"], seed=kw["seed"],
                        steps=kw["steps"], epochs=kw["epochs"], every=kw["every"], micro_batches=kw["micro_batches"],
                        batch_size=kw["batch_size"], lr=kw["lr"], schedule=kw["schedule"], codec=kw["codec"],
-                       compact=kw["compact"], stage_modules=tuple(kw["stage_modules"]), data=kw["data"])
+                       compact=kw["compact"], stage_modules=tuple(kw["stage_modules"]), data=kw["data"],
+                       label_noise=kw.get("label_noise"))
 
 
 @click.command("node")

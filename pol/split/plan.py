@@ -222,6 +222,10 @@ def validate(plan: PipelinePlan) -> None:
         _int(plan.compact_anchor_every, "compact_anchor_every", 1)
     loss_function(plan.loss)
     _obj(plan.extra, "extra")
+    if "label_noise" in plan.extra:
+        from pol.split.label_noise import validate_entry
+
+        validate_entry(plan.extra["label_noise"])
     if not isinstance(plan.stages, list) or not isinstance(plan.nodes, list):
         raise PlanError("stages and nodes must be lists")
     expected = node_of_stage(len(plan.stages), plan.labels_at)

@@ -53,6 +53,7 @@ class SplitConfig:
     stage_kwargs: dict[str, Any] = field(default_factory=dict)
     data: str | None = None
     data_kwargs: dict[str, Any] = field(default_factory=dict)
+    label_noise: str | None = None        # "iso[:RATIO]" or "max_norm": pol.split.label_noise
 
     @property
     def num_nodes(self) -> int:
@@ -102,8 +103,11 @@ def stage_specs(config: SplitConfig) -> list[str]:
 
 def check_config(config: SplitConfig) -> None:
     """Refuse, before any process starts, options no plan can be built from (PlanError)."""
+    from pol.split.label_noise import parse_option
+
     node_of_stage(config.stages, config.labels_at)
     stage_specs(config)
+    parse_option(config.label_noise)
     batch = _task_defaults(config)[3]
     if config.micro_batches < 1 or batch % config.micro_batches:
         raise PlanError(f"--micro-batches {config.micro_batches} must divide the batch size {batch}")
@@ -116,8 +120,9 @@ def check_config(config: SplitConfig) -> None:
 # -- contributions --------------------------------------------------------------------------
 
 def contribution(config: SplitConfig, rank: int, public_key: bytes, environment: dict[str, Any],
-                 features: Any | None, labels: Any | None) -> bytes:
-    """This node's part of the plan: key, environment, and the commitments it owns."""
+                 features: Any | None, labels: Any | None, label_noise_commitment: str | None = None) -> bytes:
+    """This node's part of the plan: key, environment, and the commitments it owns (the label
+    owner also commits its label-noise secret when the run adds label noise)."""
     from pol.split.data import feature_root, label_root
 
     entry: dict[str, Any] = {"rank": rank, "public_key": public_key.hex(), "environment": environment}
@@ -125,6 +130,8 @@ def contribution(config: SplitConfig, rank: int, public_key: bytes, environment:
         entry["features"] = {"merkle_root": feature_root(features).hex(), "num_samples": int(features.shape[0])}
     if labels is not None:
         entry["labels"] = {"merkle_root": label_root(labels).hex(), "num_samples": int(labels.shape[0])}
+    if label_noise_commitment is not None:
+        entry["label_noise_commitment"] = label_noise_commitment
     return canonical_json(entry)
 
 
@@ -143,6 +150,11 @@ def parse_contributions(raw: list[bytes], config: SplitConfig) -> list[dict[str,
                 elif part in entry:
                     ok = ok and len(bytes.fromhex(entry[part]["merkle_root"])) == 32 \
                         and isinstance(entry[part]["num_samples"], int)
+            noise = entry.get("label_noise_commitment")
+            if (noise is not None) != (bool(config.label_noise) and r == owners[-1]):
+                ok = False
+            elif noise is not None:
+                ok = ok and len(bytes.fromhex(noise)) == 32
         except (ValueError, TypeError, KeyError, AttributeError):
             ok = False
         if not ok:
@@ -153,6 +165,8 @@ def parse_contributions(raw: list[bytes], config: SplitConfig) -> list[dict[str,
 
 def build_plan(config: SplitConfig, contributions: list[dict[str, Any]], nonce: str, created_at: str) -> PipelinePlan:
     """The plan every node must agree on (a pure function of its inputs)."""
+    from pol.split.label_noise import parse_option, plan_entry
+
     owners = node_of_stage(config.stages, config.labels_at)
     features, labels = contributions[0]["features"], contributions[owners[-1]]["labels"]
     if features["num_samples"] != labels["num_samples"]:
@@ -172,10 +186,14 @@ def build_plan(config: SplitConfig, contributions: list[dict[str, Any]], nonce: 
     data = {"spec": data_spec(config), "kwargs": dict(config.data_kwargs), "num_samples": features["num_samples"],
             "features": {"owner": 0, "merkle_root": features["merkle_root"], "sample_digest": FEATURE_DIGEST},
             "labels": {"owner": owners[-1], "merkle_root": labels["merkle_root"], "sample_digest": LABEL_DIGEST}}
+    extra: dict[str, Any] = {}
+    noise = parse_option(config.label_noise)
+    if noise is not None:
+        extra["label_noise"] = plan_entry(*noise, contributions[owners[-1]]["label_noise_commitment"])
     plan = PipelinePlan(pipeline_nonce=nonce, created_at=created_at, seed=config.seed, labels_at=config.labels_at,
                         stages=stages, nodes=nodes, data=data, loss="cross_entropy", batch_size=batch,
                         micro_batches=config.micro_batches, every=config.every, num_steps=steps, codec=config.codec,
-                        compact_anchor_every=config.compact)
+                        compact_anchor_every=config.compact, extra=extra)
     validate(plan)
     return plan
 
@@ -226,7 +244,8 @@ class AgreedPlan:
 
 def agree_plan(config: SplitConfig, rank: int, key: Any, environment: dict[str, Any], features: Any | None,
                labels: Any | None, device: str, keys_dir: str | Path | None,
-               approve: Callable[[PipelinePlan], None] | None = None) -> AgreedPlan:
+               approve: Callable[[PipelinePlan], None] | None = None,
+               label_noise_commitment: str | None = None) -> AgreedPlan:
     """Run the plan protocol above over the process group (every rank calls it).
 
     ``approve(plan)`` runs on every node after its own checks and before it signs; raising
@@ -234,7 +253,7 @@ def agree_plan(config: SplitConfig, rank: int, key: Any, environment: dict[str, 
     from pol.plan import utc_now
     from pol.split.comm import all_gather_bytes, broadcast_bytes
 
-    own = contribution(config, rank, bytes(key.verify_key), environment, features, labels)
+    own = contribution(config, rank, bytes(key.verify_key), environment, features, labels, label_noise_commitment)
     contributions = parse_contributions(all_gather_bytes(own, device), config)
     proposed = None
     if rank == 0:

@@ -7,6 +7,8 @@ set of ``nonmembers`` (never trained on) with its own seed.
 
 :func:`digits_members` is a data builder for the Recorder and the verifier
 (``data_spec="scripts.privacy.data:digits_members"``, kwargs in the plan).
+:func:`digits_zero_vs_rest` is the built-in digits split with imbalanced binary labels, for the
+label-leakage runs of the split-learning pipeline (``pol split train --data ...``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from pol.tasks import TaskData
 
 DATA_SPEC = "scripts.privacy.data:digits_members"
+ZERO_VS_REST_SPEC = "scripts.privacy.data:digits_zero_vs_rest"
 
 
 @lru_cache(maxsize=1)
@@ -58,3 +61,19 @@ def digits_members(members: int = 256, nonmembers: int = 256, split_seed: int = 
     """Data builder: train = the members, heldout = the non-members."""
     mem, non = split_indices(members, nonmembers, split_seed)
     return TaskData(subset(mem), subset(non) if len(non) else None)
+
+
+def digits_zero_vs_rest() -> TaskData:
+    """Data builder: the built-in ``digits-mlp`` data (1,500 train / 297 held out, same order),
+    labelled 1 for the digit 0 and 0 for every other digit (about 10% positives)."""
+    from torch.utils.data import TensorDataset
+
+    from pol.tasks import load_data
+
+    data = load_data("digits-mlp")
+
+    def relabel(part: Any) -> Any:
+        x, y = part.tensors
+        return TensorDataset(x, (y == 0).long())
+
+    return TaskData(relabel(data.train), relabel(data.heldout))

@@ -5,10 +5,7 @@ each), runs the interactive challenge through ``pol challenge`` / ``pol respond`
 verify``, trains the attacker's shadows, scores every attack on every access level and returns
 the figures with hierarchical-bootstrap intervals (trials: targets; samples: candidates).
 
-:func:`run_label_leakage` trains the in-process split (plain and U-shaped) over several seeds
-and measures the leak AUC of the norm and cosine attacks, a control with the gradients shuffled
-within each batch, and the effect of gradient-noise protection on leakage and accuracy
-(trials: seeds; samples: batches).
+The label-leakage experiment is :mod:`scripts.privacy.split_experiment`.
 """
 
 from __future__ import annotations
@@ -16,15 +13,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from functools import cached_property, partial
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scripts.privacy import label_leakage, metrics, mia, runs, split_sim, views
-from scripts.privacy.metrics import Estimate, bootstrap
+from scripts.privacy import metrics, mia, runs, views
+from scripts.privacy.metrics import Estimate
 
 COMPACT_K = 1_000_000        # larger than any checkpoint count: stores checkpoint 0 and the final weights
 HEADLINE = {"weights": "trajectory", "full_proof": "trajectory", "compact_challenged": "trajectory",
@@ -238,82 +235,3 @@ def _detection(n_segments: int, count: int) -> dict[str, float]:
     from verifier.sampling import detection_probability
 
     return {f"f={f}": round(detection_probability(n_segments, count, f), 4) for f in (0.1, 0.5)}
-
-
-# -- split learning ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LeakageSettings:
-    seeds: int = 3
-    epochs: int = 10
-    noise_ratios: tuple[float, ...] = (0.25, 1.0, 4.0)
-    n_boot: int = 400
-    seed: int = 0
-
-
-def _batch_estimate(per_seed: list[np.ndarray], n_boot: int, seed: int) -> Estimate:
-    """Mean per-batch figure: trials are seeds, samples their batches."""
-    return bootstrap([None] * len(per_seed), lambda t, i: per_seed[t][i].mean(axis=1),
-                     sizes=[len(v) for v in per_seed], n_boot=n_boot, seed=seed)
-
-
-def _scalar_estimate(values: list[float], n_boot: int, seed: int) -> Estimate:
-    """Mean of one figure per seed (e.g. test accuracy): trials are seeds."""
-    return bootstrap([None] * len(values), lambda t, i: np.full(i.shape[0], float(values[t])),
-                     sizes=[1] * len(values), n_boot=n_boot, seed=seed)
-
-
-def run_label_leakage(settings: LeakageSettings) -> dict[str, Any]:
-    seeds = [settings.seed * 1000 + 11 + i for i in range(settings.seeds)]
-    est = partial(_batch_estimate, n_boot=settings.n_boot, seed=settings.seed)
-    auc: dict[str, dict[str, float]] = {}
-    ci: dict[str, dict[str, list[float]]] = {}
-    detail: dict[str, Any] = {}
-    control: dict[str, Any] = {}
-    multiclass: dict[str, Any] = {}
-    for split in split_sim.SPLITS:
-        log(f"split: {split}, unprotected, {len(seeds)} seeds")
-        bin_runs = [split_sim.train_split(split_sim.SplitConfig(split=split, epochs=settings.epochs), s) for s in seeds]
-        positive_rate = float(bin_runs[0].positive.mean())
-        auc[split], ci[split], detail[split], control[split] = {}, {}, {}, {}
-        for attack in label_leakage.ATTACKS:
-            e = est([label_leakage.leak_aucs(r.transcript, r.positive, attack) for r in bin_runs])
-            auc[split][attack], ci[split][attack] = round(e.value, 4), [round(x, 4) for x in e.ci95]
-            detail[split][attack] = e.as_dict()
-            shuffled = [label_leakage.leak_aucs(label_leakage.shuffled_within_batches(r.transcript, k), r.positive,
-                                                attack) for k, r in enumerate(bin_runs)]
-            control[split][attack] = est(shuffled).as_dict()
-        detail[split]["test_accuracy"] = _scalar_estimate([r.test_accuracy for r in bin_runs], settings.n_boot,
-                                                          settings.seed).as_dict()
-        mc_runs = [split_sim.train_split(split_sim.SplitConfig(split=split, classes=10, epochs=settings.epochs), s)
-                   for s in seeds]
-        multiclass[split] = {a: est([label_leakage.leak_aucs(r.transcript, r.positive, a) for r in mc_runs]).as_dict()
-                             for a in label_leakage.ATTACKS}
-        multiclass[split]["test_accuracy"] = _scalar_estimate([r.test_accuracy for r in mc_runs], settings.n_boot,
-                                                              settings.seed).as_dict()
-    protection = []
-    for split in split_sim.SPLITS:
-        for kind, ratio in [("none", 0.0)] + [("iso", r) for r in settings.noise_ratios] + [("max_norm", 0.0)]:
-            log(f"split: {split}, protection {kind}{f' x{ratio}' if kind == 'iso' else ''}")
-            cfg = split_sim.SplitConfig(split=split, epochs=settings.epochs, protection=kind, noise_ratio=ratio,
-                                        noise_seed=settings.seed + 31337)
-            prot_runs = [split_sim.train_split(cfg, s) for s in seeds]
-            regen = partial(split_sim.noise_direction, cfg.noise_seed)
-            row: dict[str, Any] = {"split": split, "protection": kind, "noise_ratio": ratio if kind == "iso" else None,
-                                   "leak_auc": {}, "leak_auc_seed_known": {}}
-            for attack in label_leakage.ATTACKS:
-                row["leak_auc"][attack] = est([label_leakage.leak_aucs(r.transcript, r.positive, attack)
-                                               for r in prot_runs]).as_dict()
-                if kind == "none":
-                    continue
-                row["leak_auc_seed_known"][attack] = est([label_leakage.leak_aucs(
-                    label_leakage.denoised(r.transcript, regen, per_example=kind == "max_norm"), r.positive, attack)
-                    for r in prot_runs]).as_dict()
-            row["test_accuracy"] = _scalar_estimate([r.test_accuracy for r in prot_runs], settings.n_boot,
-                                                    settings.seed).as_dict()
-            row["test_balanced_accuracy"] = _scalar_estimate([r.test_balanced_accuracy for r in prot_runs],
-                                                             settings.n_boot, settings.seed).as_dict()
-            protection.append(row)
-    return {"label_leakage_auc": auc, "label_leakage_ci95": ci, "label_leakage": detail,
-            "control_shuffled_labels": control, "multiclass_digit0_vs_rest": multiclass, "protection": protection,
-            "setting": {**asdict(split_sim.SplitConfig(epochs=settings.epochs)), "seeds": seeds,
-                        "positive_rate_train": round(positive_rate, 4)}}

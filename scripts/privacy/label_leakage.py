@@ -5,7 +5,8 @@ the loss with respect to the activations it received (plain split), or the data-
 owner's head sends the gradient with respect to the middle node's outputs (U-shaped split).
 These functions take those tensors as they are received — one :class:`CutGradients` per step,
 one row per example — and do not care how they were obtained: an in-process simulation
-(:mod:`scripts.privacy.split_sim`) or a pipeline's recorded boundary transcript.
+(:mod:`scripts.privacy.split_sim`) or the pipeline's recorded boundary transcript, read from
+the receiving node's proof (:mod:`scripts.privacy.pipeline_leakage`).
 
 Attacks (Li et al. 2022, "Label leakage and protection in two-party split learning"):
 
@@ -88,12 +89,14 @@ def shuffled_within_batches(transcript: Sequence[CutGradients], seed: int) -> li
 
 
 def denoised(transcript: Sequence[CutGradients], noise_direction: Callable[[int, tuple[int, ...]], np.ndarray],
-             per_example: bool = False) -> list[CutGradients]:
+             per_example: bool = False, blocks: int = 1) -> list[CutGradients]:
     """What an attacker who can regenerate the noise (it knows the seed) recovers.
 
     ``noise_direction(step, shape)`` regenerates the unit-variance Gaussian draw of that step;
     the scale the sender applied (it depends on the clean gradients) is unknown to the attacker,
-    so it is fitted by least squares, per batch or ``per_example``, and the fitted noise removed.
+    so it is fitted by least squares, per example (``per_example``) or else per block of rows
+    (``blocks`` equal blocks: the sender's micro-batches, each noised at its own scale), and the
+    fitted noise removed.
     """
     out = []
     for b in transcript:
@@ -101,8 +104,9 @@ def denoised(transcript: Sequence[CutGradients], noise_direction: Callable[[int,
         r = np.asarray(noise_direction(b.step, g.shape), dtype=np.float64).reshape(g.shape)
         if per_example:
             scale = np.einsum("ij,ij->i", g, r) / np.maximum(np.einsum("ij,ij->i", r, r), 1e-30)
-            g = g - scale[:, None] * r
         else:
-            g = g - (np.vdot(g, r) / max(float(np.vdot(r, r)), 1e-30)) * r
-        out.append(CutGradients(b.step, b.indices, g))
+            scale = np.empty(len(g))
+            for rows in np.array_split(np.arange(len(g)), blocks):
+                scale[rows] = np.vdot(g[rows], r[rows]) / max(float(np.vdot(r[rows], r[rows])), 1e-30)
+        out.append(CutGradients(b.step, b.indices, g - scale[:, None] * r))
     return out

@@ -1,8 +1,9 @@
 """An in-process two-party split of a digits MLP: the tensors a split pipeline would exchange.
 
-The network is ``bottom -> middle -> head``: ``Linear(64, h) + ReLU``, ``Linear(h, h) + ReLU``,
-``Linear(h, classes)``, trained with SGD + momentum on the built-in digits split (1,500 train,
-297 held out; ``pol.tasks``).
+The network is ``bottom -> middle -> head``: ``Linear(64, h) + ReLU``, ``Linear(h, h2) + ReLU``,
+``Linear(h2, logits)`` (by default ``h2 = h`` and ``logits = classes``; :func:`matching_pipeline`
+gives the pipeline's ``digits-mlp`` shapes, 64-64-32-10), trained with SGD + momentum on the
+built-in digits split (1,500 train, 297 held out; ``pol.tasks``).
 
 * ``plain`` — the data owner holds ``bottom``; the label owner holds ``middle + head`` and the
   loss. The data owner (no labels) receives the gradient of the loss with respect to the
@@ -20,6 +21,9 @@ Every step's received gradients are kept as a transcript of
   noise vector's norm is about ``ratio`` times the batch's largest gradient norm);
 * ``max_norm`` — per example, noise of variance ``(max_j ||g_j||^2 - ||g_i||^2) / d``, which
   equalises the expected norms (the norm attack's signal) and leaves directions alone.
+
+With ``noise_blocks = m`` the batch's rows are noised in ``m`` equal blocks, each at its own
+scale (the pipeline noises each micro-batch separately).
 
 The noise of step ``t`` is drawn from ``torch.Generator().manual_seed(derive_seed(noise_seed,
 "label-noise", t))``: a function of a committed seed and the step, so the sender's stage replays
@@ -46,13 +50,17 @@ class SplitConfig:
     split: str = "plain"
     classes: int = 2                 # 2: "is it a 0" (about 10% positives); 10: the digit
     hidden: int = 64
+    hidden2: int | None = None       # width of the middle's output (default: hidden)
+    logits: int | None = None        # head outputs (default: classes)
     epochs: int = 10
+    steps: int | None = None         # overrides epochs
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
     protection: str = "none"
     noise_ratio: float = 1.0         # iso only
     noise_seed: int = 0
+    noise_blocks: int = 1
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -87,6 +95,12 @@ def noise_direction(noise_seed: int, step: int, shape: tuple[int, ...]) -> np.nd
     return torch.randn(shape, generator=g, dtype=torch.float32).numpy()
 
 
+def matching_pipeline(split: str, **kw: Any) -> SplitConfig:
+    """The pipeline's ``digits-mlp`` runs of :mod:`scripts.privacy.pipeline_leakage`, simulated:
+    64-64-32-10 (binary labels on a ten-logit head), batch 64, noise per 32-row micro-batch."""
+    return SplitConfig(split=split, hidden=64, hidden2=32, logits=10, batch_size=64, noise_blocks=2, **kw)
+
+
 def protect(grad: Any, cfg: SplitConfig, step: int) -> Any:
     """The gradient the sender actually sends (noise from the committed seed, or none)."""
     import torch
@@ -96,13 +110,16 @@ def protect(grad: Any, cfg: SplitConfig, step: int) -> Any:
     flat = grad.reshape(len(grad), -1)
     d = flat.shape[1]
     r = torch.from_numpy(noise_direction(cfg.noise_seed, step, tuple(flat.shape)))
-    norms = flat.norm(dim=1)
-    biggest = norms.max()
-    if cfg.protection == "iso":
-        scale = cfg.noise_ratio * biggest / d ** 0.5
-        return (flat + scale * r).reshape(grad.shape)
-    scale = ((biggest ** 2 - norms ** 2).clamp_min(0) / d).sqrt()
-    return (flat + scale[:, None] * r).reshape(grad.shape)
+    blocks = []
+    for rows in torch.arange(len(flat)).chunk(cfg.noise_blocks):
+        part, noise = flat[rows], r[rows]
+        norms = part.norm(dim=1)
+        biggest = norms.max()
+        if cfg.protection == "iso":
+            blocks.append(part + (cfg.noise_ratio * biggest / d ** 0.5) * noise)
+        else:
+            blocks.append(part + ((biggest ** 2 - norms ** 2).clamp_min(0) / d).sqrt()[:, None] * noise)
+    return torch.cat(blocks).reshape(grad.shape)
 
 
 def _parts(cfg: SplitConfig, seed: int) -> tuple[Any, Any, Any]:
@@ -112,9 +129,10 @@ def _parts(cfg: SplitConfig, seed: int) -> tuple[Any, Any, Any]:
     from pol.hashing import derive_seed
 
     torch.manual_seed(derive_seed(seed, "split-init"))
+    h2 = cfg.hidden2 or cfg.hidden
     return (nn.Sequential(nn.Linear(64, cfg.hidden), nn.ReLU()),
-            nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU()),
-            nn.Linear(cfg.hidden, cfg.classes))
+            nn.Sequential(nn.Linear(cfg.hidden, h2), nn.ReLU()),
+            nn.Linear(h2, cfg.logits or cfg.classes))
 
 
 def train_split(cfg: SplitConfig, seed: int) -> SplitRun:
@@ -134,7 +152,7 @@ def train_split(cfg: SplitConfig, seed: int) -> SplitRun:
     opts = [torch.optim.SGD(p.parameters(), lr=cfg.lr, momentum=cfg.momentum) for p in (bottom, middle, head)]
     schedule = BatchSchedule(seed, len(truth), cfg.batch_size)
     transcript: list[CutGradients] = []
-    for step in range(cfg.epochs * schedule.steps_per_epoch):
+    for step in range(cfg.steps if cfg.steps is not None else cfg.epochs * schedule.steps_per_epoch):
         idx = schedule.indices(step)
         b = torch.from_numpy(idx)
         for o in opts:

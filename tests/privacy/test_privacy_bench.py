@@ -8,7 +8,8 @@ import pytest
 
 from scripts.bench_privacy import collect, judge, table
 from scripts.privacy import runs
-from scripts.privacy.experiments import LeakageSettings, MembershipSettings
+from scripts.privacy.experiments import MembershipSettings
+from scripts.privacy.split_experiment import LeakageSettings
 from scripts.privacy.views import ACCESS_LEVELS
 
 
@@ -23,8 +24,15 @@ def test_goal_verdicts_follow_the_interval() -> None:
 def tiny() -> dict:
     mia = MembershipSettings(train=runs.TrainConfig(members=64, nonmembers=64, epochs=10, every=5), targets=2,
                              shadows=2, n_boot=30, segment_sweep=(1,))
-    leak = LeakageSettings(seeds=2, epochs=1, noise_ratios=(1.0,), n_boot=30)
-    return json.loads(json.dumps(collect(mia, leak, quick=True)))   # what --json prints is plain JSON
+    return json.loads(json.dumps(collect(mia, None, quick=True)))   # what --json prints is plain JSON
+
+
+@pytest.fixture(scope="module")
+def tiny_split() -> dict:
+    """Four real pipeline runs (2 splits x unprotected, max_norm), each verified."""
+    leak = LeakageSettings(seeds=1, steps=20, multiclass_seeds=0, protections=("max_norm",), protection_seeds=1,
+                           n_boot=30)
+    return json.loads(json.dumps(collect(None, leak, quick=True)))
 
 
 def test_every_access_level_has_advantage_auc_and_interval(tiny: dict) -> None:
@@ -45,13 +53,30 @@ def test_every_access_level_has_advantage_auc_and_interval(tiny: dict) -> None:
     assert 0 <= acc["nonmembers"]["range"][0] <= acc["nonmembers"]["mean"] <= acc["members"]["mean"] <= 1
 
 
-def test_split_keys_and_protection_rows(tiny: dict) -> None:
-    split = tiny["split"]
+def test_goal_verdicts_and_table(tiny: dict) -> None:
+    assert {g["status"] for g in tiny["goals"].values()} <= {"met", "missed", "undecided"}
+    assert "compact_challenged" in table(tiny) and "split" not in tiny
+
+
+@pytest.mark.slow
+def test_split_keys_and_protection_rows(tiny_split: dict) -> None:
+    split = tiny_split["split"]
+    assert "mia" not in tiny_split
     for s in ("plain", "u_shaped"):
         for a in ("norm", "cosine"):
             lo, hi = split["label_leakage_ci95"][s][a]
             assert lo <= split["label_leakage_auc"][s][a] <= hi
     kinds = {(r["split"], r["protection"]) for r in split["protection"]}
-    assert kinds == {(s, k) for s in ("plain", "u_shaped") for k in ("none", "iso", "max_norm")}
-    assert {g["status"] for g in tiny["goals"].values()} <= {"met", "missed", "undecided"}
-    assert "compact_challenged" in table(tiny)
+    assert kinds == {(s, k) for s in ("plain", "u_shaped") for k in ("none", "max_norm")}
+    assert split["verified"] == "4/4" and split["seconds"]["pipeline_runs"] == 4   # 2 splits x (none, max_norm)
+    assert split["label_leakage"]["plain"]["receiver_node"] == 0 and split["label_leakage"]["u_shaped"]["receiver_node"] == 1
+    sim = split["simulation"]
+    assert sim["note"].startswith("SIMULATION")
+    for s in ("plain", "u_shaped"):
+        for a in ("norm", "cosine"):
+            agreement = sim["agreement"][s][a]
+            assert agreement["ci95"][0] <= agreement["value"] <= agreement["ci95"][1]
+            assert agreement["value"] == pytest.approx(split["label_leakage_auc"][s][a]
+                                                       - sim["label_leakage_auc"][s][a]["value"], abs=2e-4)
+    assert [r["label_noise"] for r in sim["protection"]] == ["max_norm", "max_norm"]
+    assert "real pipeline" in table(tiny_split)

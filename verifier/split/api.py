@@ -13,13 +13,14 @@ from pol.envinfo import environment_fingerprint, exact_mismatches
 from pol.errors import DataUnavailableError, InputError, ProofFormatError
 from pol.hashing import derive_seed
 from pol.split.data import NodeData, training_columns
+from pol.split.label_noise import secret_for
 from pol.split.messages import Header
 from pol.split.planning import trusted_public_keys
 from pol.split.proof import NodeProofReader
 from verifier.report import Check, Report
 from verifier.sampling import choose_segments, default_segment_count, detection_probability
 from verifier.split import integrity
-from verifier.split.replay import NodeReplayer, data_check, initialization_check
+from verifier.split.replay import NodeReplayer, data_check, initialization_check, label_noise_check
 from verifier.split.report import PipelineReport, node_report
 
 MessageKey = tuple[int, int, int, int]
@@ -32,6 +33,7 @@ class SplitVerifyOptions:
     device: str = "auto"                   # auto: the node's recorded device type
     data: str | None = None                # module:callable for data that is not built in
     stage_modules: dict[int, str] = field(default_factory=dict)  # stage -> module:callable (custom stages)
+    label_noise_secret: str | None = None  # the label owner's secret file; default: next to its proof
 
 
 def _trusted(keys: str | os.PathLike[str] | Mapping[bytes, str] | None) -> dict[bytes, str]:
@@ -128,7 +130,10 @@ def verify_node(proof: str | os.PathLike[str] | NodeProofReader, *,
         data = held_data(reader, opts)
         if rank in (plan.data_owner, plan.label_owner):
             report.checks.append(data_check(reader, data))
-        replayer = NodeReplayer(reader, data, device, dict(opts.stage_modules))
+        noise_secret = secret_for(plan, rank, reader.path, opts.label_noise_secret)
+        if noise_secret is not None:
+            report.checks.append(label_noise_check(reader, noise_secret))
+        replayer = NodeReplayer(reader, data, device, dict(opts.stage_modules), noise_secret)
         report.checks.append(initialization_check(replayer))
         issued = None
         if response is not None:

@@ -79,6 +79,7 @@ class NodeReplayer:
     data: NodeData
     device: str = "cpu"
     stage_modules: dict[int, str] = field(default_factory=dict)
+    label_noise_secret: bytes | None = None   # the label owner's, when the plan commits label noise
 
     def __post_init__(self) -> None:
         plan = self.reader.plan
@@ -88,7 +89,8 @@ class NodeReplayer:
             module = build_stage(resolve_stage_spec(spec["module"]["spec"], self.stage_modules.get(s)),
                                  spec["module"]["kwargs"], plan.seed, s)
             self.stages.append(StageHolder.create(s, module, spec["optimizer"], spec["lr_schedule"], self.device))
-        self.program = NodeProgram(plan, self.reader.rank, self.stages, self.data, self.device)
+        self.program = NodeProgram(plan, self.reader.rank, self.stages, self.data, self.device,
+                                   self.label_noise_secret)
 
     def initial_state_digest(self) -> bytes:
         """State digest of checkpoint 0 as the plan's seeds build it on this stack."""
@@ -187,3 +189,16 @@ def data_check(reader: NodeProofReader, data: NodeData) -> Check:
         return Check("data_commitment", False, f"{names} root differs",
                      f"the committed {' and '.join(wrong) or 'sample count'} do not match the data the verifier holds")
     return Check("data_commitment", True, f"{names} Merkle root recomputed ({data.num_samples} samples)")
+
+
+def label_noise_check(reader: NodeProofReader, secret: bytes) -> Check:
+    """The label owner's noise secret opens the commitment its plan holds (replay needs it)."""
+    from pol.split.label_noise import opening_valid
+
+    if not opening_valid(reader.plan, secret):
+        return Check("label_noise_opening", False, "secret does not open the commitment",
+                     f"the label-noise secret given for node {reader.rank} is not the one its plan commits, so its "
+                     "replay cannot reproduce the noisy gradients it sent")
+    noise = reader.plan.extra["label_noise"]
+    return Check("label_noise_opening", True, f"secret opens the plan's commitment ({noise['kind']}, "
+                 f"ratio {noise['ratio']:g})")
