@@ -28,6 +28,8 @@ def test_challenged_steps_are_answered_and_replayed_one_step_each(honest_proof: 
     assert code == 0, report
     assert report["steps_challenged"] == 6
     assert report["replayed_steps"] == 6 + 10  # one step per challenged step, plus the last segment (k = 10)
+    # one segment is no basis for the progress rule: its figure is reported, the check is not run
+    assert "progress" not in [c["name"] for c in report["checks"]] and "not_judged" in report["progress"]
 
 
 def test_confidence_chooses_the_number_of_steps(honest_proof: Path, tmp_path: Path,
