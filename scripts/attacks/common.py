@@ -136,6 +136,21 @@ def linear_momentum(plan: Plan, start: Weights, end: Weights, steps: int, lr: fl
     return {k: (-(end[k] - start[k]) * scale).astype(np.float32) for k in float_names(end) if not _is_buffer(plan, k)}
 
 
+def nudged_toward(start: State, end: State, target: Weights, alpha: float) -> State:
+    """``end`` with its weights moved toward ``target`` by ``alpha`` times the update ``start -> end``
+    (never past ``target``): a lie the size of a fraction of an honest update."""
+    ws, we = model_weights(start), model_weights(end)
+    floats = float_names(we)
+    step = np.sqrt(sum(float(np.sum((we[k].astype(np.float64) - ws[k]) ** 2)) for k in floats))
+    gap = {k: target[k].astype(np.float64) - we[k] for k in floats}
+    dist = np.sqrt(sum(float(np.sum(g ** 2)) for g in gap.values())) or 1.0
+    move = min(alpha * step, dist)
+    out = dict(end)
+    for k in floats:
+        out[MODEL + k] = (we[k] + move / dist * gap[k]).astype(we[k].dtype)
+    return out
+
+
 def _is_buffer(plan: Plan, name: str) -> bool:
     return name.endswith(("running_mean", "running_var", "num_batches_tracked"))
 

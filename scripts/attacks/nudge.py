@@ -32,9 +32,9 @@ from scripts.attacks.common import (
     as_key,
     attacker_plan,
     committed_indices,
-    float_names,
     make_state,
     model_weights,
+    nudged_toward,
     seeded_weights,
     task_data,
     write,
@@ -58,20 +58,6 @@ def chosen_steps(plan: Any, where: str, fraction: float, seed: int) -> list[int]
     raise ValueError(f"unknown placement {where!r}")
 
 
-def _nudged(before: dict, after: dict, target: dict, alpha: float) -> dict:
-    """``after`` with its weights moved toward ``target`` by ``alpha`` x the step's update norm."""
-    wa, wb = model_weights(before), model_weights(after)
-    floats = float_names(wb)
-    step = math.sqrt(sum(float(np.sum((wb[k].astype(np.float64) - wa[k]) ** 2)) for k in floats))
-    gap = {k: target[k].astype(np.float64) - wb[k] for k in floats}
-    dist = math.sqrt(sum(float(np.sum(g ** 2)) for g in gap.values())) or 1.0
-    move = min(alpha * step, dist)
-    out = dict(after)
-    for k in floats:
-        out["model/" + k] = (wb[k] + move / dist * gap[k]).astype(wb[k].dtype)
-    return out
-
-
 def forge(victim: Victim, out: str | os.PathLike[str], key: Any, seed: int = 0, *, where: str = "spread",
           fraction: float = 0.1, alpha: float = 0.5) -> Forgery:
     sk = as_key(key)
@@ -88,7 +74,7 @@ def forge(victim: Victim, out: str | os.PathLike[str], key: Any, seed: int = 0, 
             t = pending.pop(0)
             if t > at:
                 state = trainer.segment(state, at, indices[at:t])
-            after = _nudged(state, trainer.segment(state, t, indices[t:t + 1]), victim.weights, alpha)
+            after = nudged_toward(state, trainer.segment(state, t, indices[t:t + 1]), victim.weights, alpha)
             trainer.step_digests[t + 1] = state_digest(after)  # the lie: committed as the state after t + 1
             state, at = after, t + 1
         states.append(state if at == s1 else trainer.segment(state, at, indices[at:s1]))
