@@ -1,10 +1,11 @@
-"""Security benchmark, single-step flow (issue 15): interactive step challenges against every forgery.
+"""Security benchmark, single-step flow (issue 15): interactive step challenges against thin forgeries.
 
-For every honest run and every forgery of :mod:`scripts.attacks` (the machinery of
-``scripts/bench_security.py``: the same victims, generators and attacker key), each trial is one
-round of the interactive flow:
+For honest runs and the chosen forgeries of :mod:`scripts.attacks` (by default the thin ones:
+one substituted label, 10% of the steps, one step in 10% of the segments, one step mid-segment;
+``--attacks all`` for every one), with the machinery of ``scripts/bench_security.py`` (the same
+victims, generators and attacker key), each trial is one round of the interactive flow:
 
-1. the verifier issues the challenge ``pol challenge PROOF --confidence C --forged-fraction F
+1. the verifier issues what ``pol challenge PROOF --confidence C --forged-fraction F
    --top-updates N`` issues (``verifier.challenge.compose_challenge``, with the verifier's own
    randomness): single steps as the unit, plus the targeted segments (``N = 0``: the last segment
    only);
@@ -381,7 +382,7 @@ def render(doc: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from scripts.attacks import ATTACKS
 
-    ap = bench_parser(__doc__, f"3 trials of 400-step runs, attacks {', '.join(QUICK_ATTACKS)} (a few minutes)")
+    ap = bench_parser(__doc__, f"3 trials of 400-step runs, attacks {', '.join(QUICK_ATTACKS)} (~2.5 CPU-minutes)")
     ap.add_argument("--trials", type=int, default=20, help="challenges per attack and of honest runs (default 20)")
     ap.add_argument("--certain-trials", type=int, default=5,
                     help="trials for attacks caught by a check that needs no sampling (default 5)")
