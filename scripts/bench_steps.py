@@ -1,8 +1,8 @@
 """Security benchmark, single-step flow (issue 15): interactive step challenges against thin forgeries.
 
 For honest runs and the chosen forgeries of :mod:`scripts.attacks` (by default the thin ones:
-one substituted label, 10% of the steps, one step in 10% of the segments, one step mid-segment;
-``--attacks all`` for every one), with the machinery of ``scripts/bench_security.py`` (the same
+one substituted label, 10% of the steps, one step in 10% of the segments, one step mid-segment,
+and four denser ones for contrast; ``--attacks all`` for every one), with the machinery of ``scripts/bench_security.py`` (the same
 victims, generators and attacker key), each trial is one round of the interactive flow:
 
 1. the verifier issues what ``pol challenge PROOF --confidence C --forged-fraction F
