@@ -23,6 +23,7 @@ from pol.tasks import TaskData, load_data, resolve_spec
 from verifier import checks
 from verifier.calibration import FACTOR, FLOOR, calibrated, measure_noise
 from verifier.drift import drift_check
+from verifier.progress import MIN_SEGMENTS as MIN_PROGRESS_SEGMENTS
 from verifier.progress import progress_check
 from verifier.report import Check, Report
 from verifier.sampling import (
@@ -300,8 +301,12 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
         report.info["drift"] = "not applicable: only the last segment was replayed, and it ends at the final weights"
     figures = [o.progress for o in outcomes if o.progress is not None]
     if opts.progress_check and data.heldout is not None:
-        report.checks.append(progress_check(figures))
-        report.info["progress"] = [p.as_dict() for p in figures]
+        check = progress_check(figures)
+        if 0 < len(figures) < MIN_PROGRESS_SEGMENTS:  # a figure, not a check: no spread to judge it against
+            report.info["progress"] = {"not_judged": check.detail, "figures": [p.as_dict() for p in figures]}
+        else:
+            report.checks.append(check)
+            report.info["progress"] = [p.as_dict() for p in figures]
     else:
         report.info["progress"] = "not run: no held-out data for this task"
 

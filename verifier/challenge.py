@@ -94,6 +94,36 @@ def make_challenge(reader: ProofReader, segments: int, steps: int = 0, seed: int
             "steps": chosen_steps, "nonce": nonce.hex(), "issued_at": utc_now()}
 
 
+def compose_challenge(reader: ProofReader, *, segments: int | None = None, steps: int | None = None,
+                      confidence: float | None = None, forged_fraction: float | None = None, top_updates: int = 2,
+                      seed: int | None = None) -> tuple[dict[str, Any], list[int]]:
+    """What ``pol challenge`` issues: (the challenge, the targeted segments it includes).
+
+    ``confidence`` with ``forged_fraction`` sets the number of units: single steps where the proof
+    commits per-step digests (and ``steps`` is not given; no uniform segments then unless asked),
+    else segments. Without them: ``steps`` as given and about 4% of the segments (none when only
+    steps are asked for). The targeted segments (the last one, and with ``top_updates`` the largest
+    updates) are always added."""
+    from verifier.api import _last_stretch
+    from verifier.sampling import default_segment_count, samples_for, targeted_segments
+    from verifier.scan import scan_checkpoints
+
+    if (confidence is None) != (forged_fraction is None):
+        raise InputError("--confidence and --forged-fraction go together")
+    n, total = reader.num_checkpoints - 1, reader.plan.num_steps
+    if confidence is not None and forged_fraction is not None:
+        if reader.step_state_digests is not None and steps is None:
+            steps = samples_for(total, confidence, forged_fraction)
+            segments = 0 if segments is None else segments
+        elif segments is None:
+            segments = samples_for(n, confidence, forged_fraction)
+    if segments is None:
+        segments = 0 if steps else default_segment_count(n)
+    targeted = targeted_segments(scan_checkpoints(reader), n, top_updates,
+                                 _last_stretch(reader) if reader.mode == "compact" else None).segments
+    return make_challenge(reader, segments, steps or 0, seed, targeted), targeted
+
+
 def needed_checkpoints(reader: ProofReader, segments: list[int]) -> list[int]:
     """Start checkpoints of the segments that are not stored whole (ends are checked by digest)."""
     return sorted({j for j in segments if not reader.is_complete(j)})

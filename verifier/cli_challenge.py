@@ -27,29 +27,13 @@ def challenge_cmd(proof: str, out: str, segments: int | None, steps: int | None,
                   forged_fraction: float | None, top_updates: int, seed: int | None, model_spec: str | None,
                   json_output: bool) -> None:
     """Verifier: draw segments and steps with your own randomness and write a challenge for the prover."""
-    from pol.errors import InputError
     from pol.proof_file import ProofReader
-    from verifier.api import _last_stretch
-    from verifier.challenge import make_challenge, save_challenge
-    from verifier.sampling import default_segment_count, samples_for, targeted_segments
-    from verifier.scan import scan_checkpoints
+    from verifier.challenge import compose_challenge, save_challenge
 
-    if (confidence is None) != (forged_fraction is None):
-        raise InputError("--confidence and --forged-fraction go together")
     with ProofReader(proof, model_spec=model_spec) as reader:
         n, total = reader.num_checkpoints - 1, reader.plan.num_steps
-        per_step = reader.step_state_digests is not None
-        if confidence is not None and forged_fraction is not None:
-            if per_step and steps is None:
-                steps = samples_for(total, confidence, forged_fraction)
-                segments = 0 if segments is None else segments
-            elif segments is None:
-                segments = samples_for(n, confidence, forged_fraction)
-        if segments is None:
-            segments = 0 if steps else default_segment_count(n)
-        targeted = targeted_segments(scan_checkpoints(reader), n, top_updates,
-                                     _last_stretch(reader) if reader.mode == "compact" else None).segments
-        doc = make_challenge(reader, segments, steps or 0, seed, targeted)
+        doc, targeted = compose_challenge(reader, segments=segments, steps=steps, confidence=confidence,
+                                          forged_fraction=forged_fraction, top_updates=top_updates, seed=seed)
     save_challenge(doc, out)
     summary = {"challenge": out, "segments": doc["segments"], "steps": doc["steps"], "segments_total": n,
                "steps_total": total, "targeted_segments": targeted}

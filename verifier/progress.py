@@ -12,6 +12,8 @@ crafted, or trained on other data) show no such advantage. The two drops are mea
 different samples, so single segments are noisy: the check aggregates the margins
 ``own_drop - held_drop`` over the replayed segments and rejects only when their sum is
 significantly negative (below ``-Z`` standard errors, estimated from the per-segment spread).
+With a single replayed segment (e.g. single-step challenges, which replay only the last segment)
+there is no spread to estimate: the figure is reported in ``info`` and the check is not run.
 A zero margin is reported but, on its own, not treated as proof of forgery: replay is the
 primary check, and this figure is the corroborating one (it matters most in tolerance and
 legacy modes). Losses: train-mode forward, no gradients, no updates (verifier.replay).
@@ -75,6 +77,9 @@ def segment_progress(replayer: Replayer, heldout: HeldOut, segment: int, start: 
 
 
 Z = 3.0
+MIN_SEGMENTS = 2
+SINGLE_SEGMENT = ("not judged: one replayed segment gives no spread to judge its margin against (an honest "
+                  "segment's margin alone can be clearly negative late in training)")
 
 
 def progress_check(figures: list[SegmentProgress]) -> Check:
@@ -84,8 +89,9 @@ def progress_check(figures: list[SegmentProgress]) -> Check:
     held = sum(f.held_drop for f in figures)
     margins = np.asarray([f.margin for f in figures])
     margin = float(margins.sum())
-    # standard error of the sum; with one segment, fall back to a tenth of the held-out drop
-    spread = float(margins.std(ddof=1)) * np.sqrt(len(margins)) if len(margins) > 1 else 0.1 * abs(held)
+    if len(margins) < MIN_SEGMENTS:
+        return Check("progress", None, f"margin {margin:+.3g} over 1 segment", SINGLE_SEGMENT)
+    spread = float(margins.std(ddof=1)) * np.sqrt(len(margins))  # standard error of the sum
     figure = (f"own-batch loss drop {own:+.4g} vs held-out {held:+.4g} (margin {margin:+.3g}, "
               f"s.e. {spread:.2g}) over {len(figures)} segment(s)")
     if margin >= -Z * spread and not (margin < 0 and spread == 0):

@@ -27,6 +27,7 @@ from scripts.attacks import (
     grind,
     interpolation,
     jump,
+    nudge,
     splice,
     stale,
     structure,
@@ -68,6 +69,9 @@ ATTACKS: dict[str, Generator] = {
     "float16-final": structure.float16_final,
     "extra-tensor": structure.extra_tensor,
     "skip-batches": structure.skip_batches,
+    "spread-thin": partial(nudge.forge, where="spread"),
+    "spread-thin-segments": partial(nudge.forge, where="segments"),
+    "single-forged-step": partial(nudge.forge, where="middle"),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -101,6 +105,9 @@ DESCRIPTIONS: dict[str, str] = {
     "float16-final": "final checkpoint stored as float16",
     "extra-tensor": "an extra (signed) tensor in a middle checkpoint",
     "skip-batches": "5% of segments trained on other batches than committed",
+    "spread-thin": "honest run, 10% of the steps' results nudged toward W (per-step digests)",
+    "spread-thin-segments": "honest run, one step's result nudged toward W in 10% of the segments",
+    "single-forged-step": "honest run, one step in the middle of the middle segment nudged toward W",
 }
 
 __all__ = ["ATTACKS", "DESCRIPTIONS", "Forgery", "Victim", "load_victim"]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,21 @@ def linear_momentum(plan: Plan, start: Weights, end: Weights, steps: int, lr: fl
     return {k: (-(end[k] - start[k]) * scale).astype(np.float32) for k in float_names(end) if not _is_buffer(plan, k)}
 
 
+def nudged_toward(start: State, end: State, target: Weights, alpha: float) -> State:
+    """``end`` with its weights moved toward ``target`` by ``alpha`` times the update ``start -> end``
+    (never past ``target``): a lie the size of a fraction of an honest update."""
+    ws, we = model_weights(start), model_weights(end)
+    floats = float_names(we)
+    step = np.sqrt(sum(float(np.sum((we[k].astype(np.float64) - ws[k]) ** 2)) for k in floats))
+    gap = {k: target[k].astype(np.float64) - we[k] for k in floats}
+    dist = np.sqrt(sum(float(np.sum(g ** 2)) for g in gap.values())) or 1.0
+    move = min(alpha * step, dist)
+    out = dict(end)
+    for k in floats:
+        out[MODEL + k] = (we[k] + move / dist * gap[k]).astype(we[k].dtype)
+    return out
+
+
 def _is_buffer(plan: Plan, name: str) -> bool:
     return name.endswith(("running_mean", "running_var", "num_batches_tracked"))
 
@@ -141,6 +158,47 @@ def _is_buffer(plan: Plan, name: str) -> bool:
 def update_norm(a: State, b: State) -> float:
     wa, wb = model_weights(a), model_weights(b)
     return float(np.sqrt(sum(float(np.sum((wb[k].astype(np.float64) - wa[k]) ** 2)) for k in float_names(wa))))
+
+
+@dataclass(frozen=True)
+class HeldSegment:
+    """Steps a forger really ran: ``len(indices)`` steps from ``start`` (the state after
+    ``start_step`` steps) under ``plan`` (its LR schedule) on ``dataset`` (its data, which may
+    differ from the committed data)."""
+
+    plan: Plan
+    dataset: Any
+    start_step: int
+    start: State
+    indices: np.ndarray
+
+
+@dataclass
+class Holdings:
+    """What a forger keeps after writing a forgery, to answer challenges with: the segments it
+    trained (it can replay them to any step) and the checkpoint states it wrote, by step."""
+
+    segments: list[HeldSegment] = field(default_factory=list)
+    checkpoints: dict[int, State] = field(default_factory=dict)
+
+
+_HOLDINGS: ContextVar[Holdings | None] = ContextVar("attack_holdings", default=None)
+
+
+@contextmanager
+def holdings() -> Iterator[Holdings]:
+    """Collect what the generators run inside the block hold (``scripts.attacks.steps`` answers
+    single-step challenges from it)::
+
+        with holdings() as held:
+            forgery = ATTACKS["single-jump"](victim, out, key, seed)
+    """
+    held = Holdings()
+    token = _HOLDINGS.set(held)
+    try:
+        yield held
+    finally:
+        _HOLDINGS.reset(token)
 
 
 class Trainer:
@@ -162,6 +220,10 @@ class Trainer:
         from verifier.replay import replay_digests
 
         self.steps_run += len(indices)
+        held = _HOLDINGS.get()
+        if held is not None:
+            held.segments.append(HeldSegment(self.replayer.plan, self.replayer.dataset, start_step, dict(start),
+                                             np.array(indices, copy=True)))
         end, digests = replay_digests(self.replayer, start, start_step, indices)
         self.step_digests.update({start_step + 1 + i: d for i, d in enumerate(digests)})
         return {k: v.copy() for k, v in end.items()}
@@ -175,6 +237,9 @@ def write(path: str | os.PathLike[str], plan: Plan, states: list[State], indices
     if len(states) != plan.num_checkpoints:
         raise ValueError(f"{len(states)} states for a plan of {plan.num_checkpoints} checkpoints")
     known = step_digests or {}
+    held = _HOLDINGS.get()
+    if held is not None:
+        held.checkpoints.update({plan.checkpoint_step(i): dict(state) for i, state in enumerate(states)})
     rows = [known.get(t) or tagged_hash(b"forged-step", t.to_bytes(8, "little")) for t in range(plan.num_steps + 1)]
     options.setdefault("codec", "raw")
     assemble_proof(path, plan, states, indices, key, step_digests=rows, overwrite=True, **options)

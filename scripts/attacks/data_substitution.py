@@ -60,5 +60,6 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, fr
     expected = {"replay"} if commit == "real" else {"data_commitment"}
     final = {k[len("model/"):]: v for k, v in states[-1].items() if k.startswith("model/")}
     return Forgery(f"data-substitution-{commit}", Path(path), expected, final, trained_steps=trainer.steps_run,
-                   info={"changed_samples": count, "segments_touched": int(touched),
+                   info={"changed_samples": count, "changed_indices": sorted(int(i) for i in changed),
+                         "segments_touched": int(touched),
                          "segments": plan.num_checkpoints - 1})

@@ -25,6 +25,7 @@ from scripts.attacks.common import (
     committed_indices,
     make_state,
     model_weights,
+    nudged_toward,
     seeded_weights,
     task_data,
     write,
@@ -41,16 +42,7 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, al
     honest_end = None
     for j in range(plan.num_checkpoints - 1):
         s0, s1 = plan.checkpoint_step(j), plan.checkpoint_step(j + 1)
-        end = trainer.segment(states[j], s0, indices[s0:s1])
-        start_w, end_w = model_weights(states[j]), model_weights(end)
-        floats = [k for k, v in end_w.items() if v.dtype.kind == "f"]
-        step = np.sqrt(sum(float(np.sum((end_w[k].astype(np.float64) - start_w[k]) ** 2)) for k in floats))
-        gap = {k: w[k].astype(np.float64) - end_w[k] for k in floats}
-        dist = np.sqrt(sum(float(np.sum(g ** 2)) for g in gap.values())) or 1.0
-        move = min(alpha * step, dist)
-        for k in floats:
-            end["model/" + k] = (end_w[k] + move / dist * gap[k]).astype(end_w[k].dtype)
-        states.append(end)
+        states.append(nudged_toward(states[j], trainer.segment(states[j], s0, indices[s0:s1]), w, alpha))
     path = write(out, plan, states, indices, sk, trainer.step_digests)
     final = model_weights(states[-1])
     # How far an honest run of the same plan ends from W, for comparison.

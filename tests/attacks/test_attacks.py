@@ -152,4 +152,5 @@ def test_every_registered_attack_has_a_test() -> None:
     tested |= {"zero-compute", "zero-compute-torch-suffix", "zero-compute-cuda", "momentum-jump", "momentum-jump-cuda",
                "lr-masked-jump", "compact-final-jump", "missing-checkpoint", "ground-fiat-shamir",
                "victim-seed-continuation", "nan-final", "float16-final", "extra-tensor", "skip-batches"}  # test_adaptive
+    tested |= {"spread-thin", "spread-thin-segments", "single-forged-step"}  # test_steps
     assert set(ATTACKS) == tested

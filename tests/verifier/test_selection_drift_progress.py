@@ -89,6 +89,14 @@ def test_progress_rule_tolerates_noise_but_not_a_clear_deficit() -> None:
     assert progress_check([]).passed is None
 
 
+def test_progress_rule_does_not_judge_a_single_segment() -> None:
+    # one margin has no spread to be judged against: an honest last segment late in training can
+    # show a clearly negative one (the old fallback, 0.1 x the held-out drop, rejected such runs)
+    lone = [SegmentProgress(199, 0.0004, 0.0014)]
+    assert progress_check(lone).passed is None
+    assert progress_check(lone * 2).passed is False  # the same deficit twice, with no spread, is judged
+
+
 def test_calibration_measures_tiny_noise_for_an_mlp(honest_proof: Path) -> None:
     config = JudgeConfig(str(honest_proof), "digits-mlp", "digits-mlp", "cpu", "tolerance", Tolerance(), False, 1)
     judge = SegmentJudge(config)

@@ -28,6 +28,8 @@ def test_challenged_steps_are_answered_and_replayed_one_step_each(honest_proof: 
     assert code == 0, report
     assert report["steps_challenged"] == 6
     assert report["replayed_steps"] == 6 + 10  # one step per challenged step, plus the last segment (k = 10)
+    # one segment is no basis for the progress rule: its figure is reported, the check is not run
+    assert "progress" not in [c["name"] for c in report["checks"]] and "not_judged" in report["progress"]
 
 
 def test_confidence_chooses_the_number_of_steps(honest_proof: Path, tmp_path: Path,
@@ -83,3 +85,21 @@ def test_steps_need_per_step_digests(tmp_path: Path, keys: dict, capsys: pytest.
     assert code == 2 and "per-step digests" in err
     code, doc = run_json(["verify", proof, "--key", keys["pub"]], capsys)
     assert code == 0 and doc["verdict"] == "verified"  # segments still verify without them
+
+
+def test_compose_challenge_spends_a_confidence_budget_on_steps_or_segments(honest_proof: Path) -> None:
+    """``pol challenge --confidence C --forged-fraction F`` (verifier.challenge.compose_challenge): single
+    steps as the unit when the proof commits them, plus only the targeted segments; segments when
+    steps are turned off (``--steps 0``); the two options only together."""
+    from pol.errors import InputError
+    from verifier.challenge import compose_challenge
+    from verifier.sampling import samples_for
+
+    with ProofReader(honest_proof) as reader:
+        doc, targeted = compose_challenge(reader, confidence=0.9, forged_fraction=0.2, top_updates=0, seed=1)
+        assert len(doc["steps"]) == samples_for(40, 0.9, 0.2) and doc["segments"] == targeted == [3]
+        doc, targeted = compose_challenge(reader, confidence=0.9, forged_fraction=0.5, steps=0, top_updates=0, seed=1)
+        assert doc["steps"] == [] and targeted == [3]
+        assert len(doc["segments"]) >= samples_for(4, 0.9, 0.5)
+        with pytest.raises(InputError, match="go together"):
+            compose_challenge(reader, confidence=0.9)
