@@ -198,7 +198,8 @@ def _limit_resources(limits: Limits, budget: int) -> None:  # runs in the child 
 
 def _run_child(path: Path, out: Path, limits: Limits, what: str) -> None:
     budget = limits.byte_budget(path.stat().st_size)
-    cmd = [sys.executable, "-s", "-m", "pol.untrusted_h5", str(path), str(out), json.dumps(limits.__dict__), str(budget)]
+    cmd = [sys.executable, "-s", "-m", "pol.untrusted_h5", os.path.abspath(path), str(out), json.dumps(limits.__dict__),
+           str(budget)]  # absolute: the child runs in ``out``
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
            "HDF5_USE_FILE_LOCKING": "FALSE", "OMP_NUM_THREADS": "1"}
     try:

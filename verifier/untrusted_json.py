@@ -1,0 +1,109 @@
+"""Strict reading of JSON documents that other parties send (votes, dispute messages).
+
+Duplicate keys, ``NaN``/``Infinity`` (also as ``1e999``) and documents above a size cap are
+refused with :class:`pol.errors.InputError` subclasses, so a document means one thing only.
+Field helpers check JSON types exactly (a bool is not an int).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from pol.errors import InputError
+
+
+class DocumentError(InputError, ValueError):
+    """A JSON document from another party is malformed."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key[:40]!r}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def loads(data: bytes | str, what: str) -> dict[str, Any]:
+    """Parse one JSON object strictly."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DocumentError(f"{what} is not valid JSON: {str(exc)[:160]}") from None
+    if not isinstance(doc, dict):
+        raise DocumentError(f"{what} is not a JSON object")
+    return doc
+
+
+def load(path: str | os.PathLike[str], max_bytes: int, what: str) -> dict[str, Any]:
+    """Read and parse a JSON object from a file of at most ``max_bytes``."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise DocumentError(f"{what} {p} is {size} bytes, more than the {max_bytes} allowed")
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    return loads(raw, f"{what} {p}")
+
+
+def field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str, *, optional: bool = False) -> Any:
+    """``obj[key]`` of JSON type ``kind`` (None allowed when ``optional``)."""
+    if key not in obj:
+        raise DocumentError(f"{what}: missing field {key!r}")
+    value = obj[key]
+    if value is None and optional:
+        return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise DocumentError(f"{what}: field {key!r} must be {'/'.join(k.__name__ for k in kinds)}, found a bool")
+    if not isinstance(value, kinds):
+        raise DocumentError(f"{what}: field {key!r} must be {'/'.join(k.__name__ for k in kinds)}, "
+                            f"found {type(value).__name__}")
+    return value
+
+
+def hex_field(obj: dict[str, Any], key: str, size: int, what: str, *, optional: bool = False) -> bytes | None:
+    """A hex string of exactly ``size`` bytes."""
+    value = field(obj, key, str, what, optional=optional)
+    if value is None:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise DocumentError(f"{what}: field {key!r} is not hex") from None
+    if len(raw) != size:
+        raise DocumentError(f"{what}: field {key!r} must be {size} bytes, found {len(raw)}")
+    return raw
+
+
+def int_list(obj: dict[str, Any], key: str, what: str, limit: int = 1_000_000) -> list[int]:
+    """A list of non-negative integers (at most ``limit`` of them)."""
+    value = field(obj, key, list, what)
+    if len(value) > limit or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise DocumentError(f"{what}: field {key!r} must be a list of non-negative integers")
+    return list(value)
+
+
+def no_other_fields(obj: dict[str, Any], allowed: set[str], what: str) -> None:
+    extra = sorted(set(obj) - allowed)
+    if extra:
+        raise DocumentError(f"{what}: unknown field(s) {', '.join(repr(e[:40]) for e in extra[:5])}")
