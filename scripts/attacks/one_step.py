@@ -49,10 +49,9 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, st
         if not s0 <= step < s1:
             states.append(trainer.segment(states[j], s0, indices[s0:s1]))
             continue
-        nudged = trainer.segment(states[j], s0, indices[s0:step + 1])
-        name = sorted(k for k, v in nudged.items() if k.startswith("model/") and v.dtype.kind == "f")[0]
-        flat = nudged[name].reshape(-1)
-        flat[0] = flat[0] + np.asarray(delta, dtype=flat.dtype)
+        honest = trainer.segment(states[j], s0, indices[s0:step + 1])
+        name = sorted(k for k, v in honest.items() if k.startswith("model/") and v.dtype.kind == "f")[0]
+        nudged = nudge(honest, name, delta)
         trainer.step_digests[step + 1] = state_digest(nudged)
         states.append(nudged if step + 1 == s1 else trainer.segment(nudged, step + 1, indices[step + 1:s1]))
     trainer.step_digests[0] = state_digest(states[0])
@@ -60,3 +59,30 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, st
     segment = next(j for j in range(n) if plan.checkpoint_step(j) <= step < plan.checkpoint_step(j + 1))
     return Forgery("one-step", Path(path), {"replay"}, trained_steps=trainer.steps_run,
                    info={"forged_step": step, "forged_segment": segment, "nudged_tensor": name, "delta": delta})
+
+
+def nudge(state: dict, tensor: str, delta: float) -> dict:
+    """The forger's edit: ``delta`` added to the first value of ``tensor`` (a copy)."""
+    out = {k: v.copy() for k, v in state.items()}
+    flat = out[tensor].reshape(-1)
+    flat[0] = flat[0] + np.asarray(delta, dtype=flat.dtype)
+    return out
+
+
+class ForgerOracle:
+    """The forger's own trajectory, for a dispute: states replayed from the proof's stored
+    checkpoints with the nudge re-applied after the forged step (what the forger trained)."""
+
+    def __init__(self, reader, replayer, info: dict):
+        self.reader, self.replayer = reader, replayer
+        self.step, self.tensor, self.delta = int(info["forged_step"]), str(info["nudged_tensor"]), float(info["delta"])
+
+    def state_after(self, t: int) -> dict:
+        steps = [int(s) for s in self.reader.checkpoint_steps]
+        i = max(i for i, s in enumerate(steps) if s <= t and self.reader.is_complete(i))
+        a = steps[i]
+        state = {k: v.copy() for k, v in self.reader.checkpoint_state(i).items()}
+        if a <= self.step < t:
+            state = self.replayer.run(state, a, self.reader.indices(a, self.step + 1))
+            state, a = nudge(state, self.tensor, self.delta), self.step + 1
+        return state if a == t else self.replayer.run(state, a, self.reader.indices(a, t))
