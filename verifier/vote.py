@@ -217,4 +217,4 @@ def cast_vote(proof: str | os.PathLike[str], report: Report, verifier_key: Signi
         evidence = rejection_evidence(reader, report, **replay)
     signed = sign_vote(vote_from_report(report, subject, bytes(verifier_key.verify_key), evidence), verifier_key)
     write_vote(signed, out)
-    return signed
+    return SignedVote(signed.vote, signed.signature, str(out))

@@ -255,3 +255,25 @@ def test_cli_vote_and_quorum(honest_raw_proof, honest_votes, keys: dict, verifie
     code, _, err = run_cli(["verify", str(proof), "--vote", str(folder / "v5.json"),
                             "--verifier-key", str(verifier_keys[4][0])])
     assert code == 2 and "--key" in err and not (folder / "v5.json").exists()
+
+
+def test_evidence_naming_digests_the_proof_does_not_commit_is_refuted(forged_votes, one_step_forgery) -> None:
+    (ev,) = forged_votes[0].vote.evidence
+    rechecker = ProofRechecker(one_step_forgery.path)
+    try:
+        assert rechecker.recheck(ev).confirmed
+        # the same (truly failing) step, but the vote misquotes what the proof commits
+        for wrong in (dataclasses.replace(ev, committed=bytes(32)), dataclasses.replace(ev, start_digest=bytes(32))):
+            finding = rechecker.recheck(wrong)
+            assert not finding.confirmed and "does not commit" in finding.detail
+    finally:
+        rechecker.close()
+
+
+def test_untrusted_json_is_parsed_strictly() -> None:
+    from verifier.untrusted_json import DocumentError, loads
+
+    assert loads('{"a": 1}', "doc") == {"a": 1}
+    for text in ('{"a": 1, "a": 2}', '{"a": NaN}', '{"a": 1e999}', '[1]', b'\xff'):
+        with pytest.raises(DocumentError):
+            loads(text, "doc")
