@@ -129,6 +129,22 @@ class ExactUnitReplayer:
             if committed is not None and committed != got:
                 raise EarlierMismatch(t - 1, f"state after step {t - 1}")
 
+    # -- what a dispute needs (verifier.dispute.DisputeReplayer) -----------------------------
+    @property
+    def signer_public_key(self) -> bytes:
+        return bytes(self.reader.signer_public_key)
+
+    @property
+    def per_step_digests(self) -> list[bytes] | None:
+        return self.reader.step_state_digests
+
+    def committed_after(self, t: int) -> bytes | None:
+        return committed_digest_after(self.reader, t)
+
+    def replay_steps(self, state: State, start: int, stop: int) -> tuple[State, list[bytes]]:
+        """Replay ``start .. stop-1`` from ``state``: (end state, digest after every step)."""
+        return replay_digests(self.replayer, state, start, self.reader.indices(start, stop))
+
     # -- units ------------------------------------------------------------------------------
     def replay_from(self, state: State, start: int, stop: int, start_digest: bytes,
                     committed_end: bytes, regenerated: int = 0) -> UnitReplay:
