@@ -214,7 +214,6 @@ def referee(fraud: str | os.PathLike[str], proof: str | os.PathLike[str], public
             data: str | None = None, model: str | None = None, loss: str | None = None, device: str = "auto",
             data_kwargs: dict[str, Any] | None = None) -> RefereeResult:
     """Judge a fraud proof against the proof it names (see the module docstring)."""
-    from pol.replay import replay_digests
     from verifier import checks
     from verifier.subject import proof_subject
     from verifier.unit_replay import ExactUnitReplayer
@@ -253,7 +252,7 @@ def referee(fraud: str | os.PathLike[str], proof: str | os.PathLike[str], public
         units = ExactUnitReplayer(reader, data=data, model=model, loss=loss, device=device, data_kwargs=data_kwargs)
         t1 = time.perf_counter()
         try:
-            _, digests = replay_digests(units.replayer, fp.state, fp.start_step, reader.indices(fp.start_step, fp.stop_step))
+            _, digests = units.replay_steps(fp.state, fp.start_step, fp.stop_step)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise ProofFormatError(f"the fraud proof's state cannot be replayed: {str(exc)[:160]}") from None
         replay_seconds = time.perf_counter() - t1

@@ -21,8 +21,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from pol.errors import InputError
 from pol.hashing import state_digest
 from pol.proof_file import ProofReader
@@ -181,6 +179,3 @@ class ExactUnitReplayer:
         if not 0 <= segment < self.reader.num_checkpoints - 1:
             raise InputError(f"segment {segment} is not in the proof ({self.reader.num_checkpoints - 1} segments)")
         return self._steps[segment], self._steps[segment + 1]
-
-    def indices(self, start: int, stop: int) -> np.ndarray:
-        return self.reader.indices(start, stop)

@@ -29,6 +29,7 @@ key the vote names; whether that key is trusted is the tally's business (:mod:`v
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,8 +117,6 @@ def signature_valid(signed: SignedVote) -> bool:
 def write_vote(signed: SignedVote, path: str | os.PathLike[str]) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    import json
-
     p.write_text(json.dumps(signed.to_json(), indent=1, sort_keys=True) + "\n")
 
 
