@@ -305,7 +305,7 @@ def main() -> int:
     from scripts.attacks import load_victim
     from scripts.attacks.one_step import forge
     from scripts.byzantine_voter import LIES, lying_vote
-    from verifier.quorum import read_verifiers, tally
+    from verifier.quorum import tally
     from verifier.vote import sign_vote
 
     task, steps = ("digits-mlp", 40) if args.quick else ("digits-cnn", 100)

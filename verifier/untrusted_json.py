@@ -1,51 +1,30 @@
 """Strict reading of JSON documents that other parties send (votes, dispute messages).
 
-Duplicate keys, ``NaN``/``Infinity`` (also as ``1e999``) and documents above a size cap are
-refused with :class:`pol.errors.InputError` subclasses, so a document means one thing only.
+Duplicate keys, ``NaN``/``Infinity`` (also as ``1e999``; :mod:`pol.strict_json`) and documents
+above a size cap are refused with :class:`pol.errors.InputError` subclasses, so a document means
+one thing only.
 Field helpers check JSON types exactly (a bool is not an int).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 from pol.errors import InputError
+from pol.strict_json import loads_strict
 
 
 class DocumentError(InputError, ValueError):
     """A JSON document from another party is malformed."""
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key[:40]!r}")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
 def loads(data: bytes | str, what: str) -> dict[str, Any]:
     """Parse one JSON object strictly."""
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        doc = loads_strict(data)
+    except ValueError as exc:
         raise DocumentError(f"{what} is not valid JSON: {str(exc)[:160]}") from None
     if not isinstance(doc, dict):
         raise DocumentError(f"{what} is not a JSON object")

@@ -114,6 +114,18 @@ def test_a_prover_that_stops_answering_cannot_escape(nostep_proofs, keys, opened
     assert result.verdict == "proven" and result.info["replayed_steps"] == 10  # the whole segment, committed ends
 
 
+def test_claims_signed_by_another_key_stop_the_bisection(nostep_proofs, keys, opened, tmp_path) -> None:
+    _, forgery = nostep_proofs
+    o = opened(forgery.path)
+    impostor = LocalProver(ForgerOracle(o.reader, o.units.replayer, forgery.info), load_signing_key(keys["key"]),
+                           o.subject)   # the trainer's key, not the key that signed this proof
+    outcome = dispute_segment(o.units, forgery.info["forged_segment"], o.subject, impostor)
+    fp = outcome.fraud_proof
+    assert outcome.rounds == 0 and impostor.answered == [25] and fp.steps == 10 and not fp.claims
+    assert "no valid signed claim" in outcome.log[-1]
+    assert judge(fp, forgery.path, keys["other_pub"], tmp_path).verdict == "proven"
+
+
 def test_a_state_from_the_prover_is_digest_checked(one_step_forgery, keys, opened) -> None:
     o = opened(one_step_forgery.path)
 

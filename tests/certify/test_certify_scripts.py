@@ -45,3 +45,12 @@ def test_bench_votes_per_second_counts_every_vote(honest_raw_proof: Path, tmp_pa
     template = lying_vote(honest_raw_proof, SigningKey.generate(), "accept").vote
     doc = votes_per_second(tmp_path, template, n=10, repeats=1)   # asserts the 10 votes are accepted
     assert doc["verifiers"] == 10 and doc["f"] == 3 and doc["votes_per_second"] > 0
+
+
+def test_a_proof_named_by_a_relative_path_opens(honest_raw_proof: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandboxed HDF5 reader runs in its own folder: it must be given the absolute path."""
+    from pol.proof_file import ProofReader
+
+    monkeypatch.chdir(honest_raw_proof.parent)
+    with ProofReader(honest_raw_proof.name) as r:
+        assert r.num_checkpoints == 5
