@@ -4,6 +4,7 @@
     python scripts/quorum_demo.py --out demo-quorum                          # honest proof, 4 honest verifiers
     python scripts/quorum_demo.py --out demo-quorum --forged                 # a proof with one forged step
     python scripts/quorum_demo.py --out demo-quorum --byzantine accept --forged   # f liars accept it anyway
+    python scripts/quorum_demo.py --out demo-quorum --proof P.pol.h5 --signer K.pub  # vote on your own proof
 
 It trains a small proof (digits-mlp, 40 steps, k = 10; with ``--forged`` one of its steps is
 nudged, ``scripts/attacks/one_step.py``), makes a key per verifier, then starts every verifier as
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--f", type=int, default=1, help="Byzantine verifiers tolerated (n = 3f+1 processes)")
     p.add_argument("--forged", action="store_true", help="vote on a proof with one forged step")
     p.add_argument("--byzantine", choices=LIES, default=None, help="the last f verifiers lie this way")
+    p.add_argument("--proof", default=None, help="vote on this proof instead of training one (with --signer)")
+    p.add_argument("--signer", default=None, help="with --proof: the public key the verifiers trust for it")
     p.add_argument("--json", action="store_true", help="print the quorum's JSON document on stdout")
     args = p.parse_args(argv)
 
@@ -48,9 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     verifiers = [generate_keypair(out / f"v{i}", overwrite=True) for i in range(1, n + 1)]
     (out / "verifiers.txt").write_text("".join(f"{pub.name}\n" for _, pub in verifiers))
     proof, signer_pub = out / "run.pol.h5", trainer[1]
-    print(f"training digits-mlp (40 steps, k = 10) -> {proof}", file=sys.stderr)
-    train_task(proof, trainer[0], task="digits-mlp", steps=40, every=10, seed=0)
-    if args.forged:
+    if (args.proof is None) != (args.signer is None):
+        p.error("--proof and --signer go together")
+    if args.proof is not None:
+        proof, signer_pub = Path(args.proof).resolve(), Path(args.signer).resolve()
+    else:
+        print(f"training digits-mlp (40 steps, k = 10) -> {proof}", file=sys.stderr)
+        train_task(proof, trainer[0], task="digits-mlp", steps=40, every=10, seed=0)
+    if args.forged and args.proof is None:
         from scripts.attacks import load_victim
         from scripts.attacks.one_step import forge
 

@@ -40,6 +40,21 @@ def reasons(result) -> list[str]:
     return [i.reason for i in result.ignored]
 
 
+@pytest.fixture(scope="module")
+def rechecker_for():
+    """One re-checker per proof for the module (it loads the data and builds the model once)."""
+    held: dict[Path, ProofRechecker] = {}
+
+    def get(proof: Path) -> ProofRechecker:
+        if proof not in held:
+            held[proof] = ProofRechecker(proof)
+        return held[proof]
+
+    yield get
+    for r in held.values():
+        r.close()
+
+
 def test_threshold_is_two_f_plus_one_at_three_f_plus_one() -> None:
     assert [threshold(3 * f + 1, f) for f in range(5)] == [1, 3, 5, 7, 9]
     assert threshold(5, 1) == 4  # more verifiers than 3f+1: the intersection of two quorums still exceeds f
@@ -85,13 +100,10 @@ def test_quorum_rejects_the_forgery_on_checked_evidence(forged_votes, one_step_f
 
 @pytest.mark.parametrize("lie", ["reject-false-evidence", "reject-wrong-digest", "reject-check", "reject-no-evidence"])
 def test_a_byzantine_rejection_of_the_honest_proof_changes_nothing(lie, honest_votes, honest_raw_proof,
-                                                                   verifier_keys, verifiers_file) -> None:
+                                                                   verifier_keys, verifiers_file, rechecker_for) -> None:
     liar = byzantine(honest_raw_proof, verifier_keys, lie)
-    rechecker = ProofRechecker(honest_raw_proof)
-    try:
-        result = tally(subject_of(honest_raw_proof), [*honest_votes, liar], keys_of(verifiers_file), 1, rechecker)
-    finally:
-        rechecker.close()
+    result = tally(subject_of(honest_raw_proof), [*honest_votes, liar], keys_of(verifiers_file), 1,
+                   rechecker_for(honest_raw_proof))
     assert result.decision == "accepted" and len(result.accepting) == 3
     if lie == "reject-no-evidence":
         assert len(result.unsupported_rejections) == 1 and not result.findings
@@ -100,48 +112,42 @@ def test_a_byzantine_rejection_of_the_honest_proof_changes_nothing(lie, honest_v
         assert result.findings and not any(f["confirmed"] for f in result.findings)
 
 
-def test_false_evidence_is_refuted_by_replay_not_by_its_own_word(honest_raw_proof, verifier_keys) -> None:
+def test_false_evidence_is_refuted_by_replay_not_by_its_own_word(honest_raw_proof, verifier_keys,
+                                                                 rechecker_for) -> None:
     liar = byzantine(honest_raw_proof, verifier_keys, "reject-false-evidence")
     (ev,) = liar.vote.evidence
-    rechecker = ProofRechecker(honest_raw_proof)
-    try:
-        finding = rechecker.recheck(ev)
-    finally:
-        rechecker.close()
+    finding = rechecker_for(honest_raw_proof).recheck(ev)
     # the evidence names the digests the proof really commits; only the replay shows it false
     assert not finding.confirmed and "replay to the committed digest" in finding.detail
     assert finding.recomputed == ev.committed != ev.replayed
 
 
 def test_byzantine_acceptances_of_the_forgery_change_nothing(forged_votes, one_step_forgery, verifier_keys,
-                                                             verifiers_file) -> None:
+                                                             verifiers_file, rechecker_for) -> None:
     liar = byzantine(one_step_forgery.path, verifier_keys, "accept")
     result = tally(subject_of(one_step_forgery.path), [forged_votes[0], liar], keys_of(verifiers_file), 1,
-                   ProofRechecker(one_step_forgery.path))
+                   rechecker_for(one_step_forgery.path))
     assert result.decision == "rejected"  # one checked rejection against the liar's acceptance
 
 
 def test_one_checked_rejection_overrides_any_number_of_acceptances(forged_votes, one_step_forgery, verifier_keys,
-                                                                   verifiers_file) -> None:
+                                                                   verifiers_file, rechecker_for) -> None:
     # three *trusted* verifiers accept (as if they drew no forged segment, or lied): still rejected
     accepting = [byzantine(one_step_forgery.path, verifier_keys, "accept", index=i) for i in (1, 2, 3)]
     result = tally(subject_of(one_step_forgery.path), [forged_votes[0], *accepting], keys_of(verifiers_file), 1,
-                   ProofRechecker(one_step_forgery.path))
+                   rechecker_for(one_step_forgery.path))
     assert len(result.accepting) == 3 >= result.threshold and result.decision == "rejected"
 
 
 def test_byzantine_verifiers_never_change_the_outcome(honest_votes, forged_votes, honest_raw_proof, one_step_forgery,
-                                                      verifier_keys, verifiers_file) -> None:
+                                                      verifier_keys, verifiers_file, rechecker_for) -> None:
     keys = keys_of(verifiers_file)
     for proof, honest, expected in ((honest_raw_proof, honest_votes, "accepted"),
                                     (one_step_forgery.path, forged_votes, "rejected")):
         for lie in LIES:
             liar = byzantine(proof, verifier_keys, lie)
-            rechecker = ProofRechecker(proof)
-            try:
-                assert tally(subject_of(proof), [*honest, liar], keys, 1, rechecker).decision == expected, (proof, lie)
-            finally:
-                rechecker.close()
+            assert tally(subject_of(proof), [*honest, liar], keys, 1, rechecker_for(proof)).decision == expected, \
+                (proof, lie)
 
 
 def test_forged_duplicated_unknown_and_foreign_votes_are_ignored(honest_votes, forged_votes, honest_raw_proof,
@@ -257,17 +263,15 @@ def test_cli_vote_and_quorum(honest_raw_proof, honest_votes, keys: dict, verifie
     assert code == 2 and "--key" in err and not (folder / "v5.json").exists()
 
 
-def test_evidence_naming_digests_the_proof_does_not_commit_is_refuted(forged_votes, one_step_forgery) -> None:
+def test_evidence_naming_digests_the_proof_does_not_commit_is_refuted(forged_votes, one_step_forgery,
+                                                                      rechecker_for) -> None:
     (ev,) = forged_votes[0].vote.evidence
-    rechecker = ProofRechecker(one_step_forgery.path)
-    try:
-        assert rechecker.recheck(ev).confirmed
-        # the same (truly failing) step, but the vote misquotes what the proof commits
-        for wrong in (dataclasses.replace(ev, committed=bytes(32)), dataclasses.replace(ev, start_digest=bytes(32))):
-            finding = rechecker.recheck(wrong)
-            assert not finding.confirmed and "does not commit" in finding.detail
-    finally:
-        rechecker.close()
+    rechecker = rechecker_for(one_step_forgery.path)
+    assert rechecker.recheck(ev).confirmed
+    # the same (truly failing) step, but the vote misquotes what the proof commits
+    for wrong in (dataclasses.replace(ev, committed=bytes(32)), dataclasses.replace(ev, start_digest=bytes(32))):
+        finding = rechecker.recheck(wrong)
+        assert not finding.confirmed and "does not commit" in finding.detail
 
 
 def test_untrusted_json_is_parsed_strictly() -> None:

@@ -13,12 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_quorum_demo_four_processes_one_byzantine(tmp_path: Path) -> None:
+def test_quorum_demo_four_processes_one_byzantine(one_step_forgery, keys: dict, tmp_path: Path) -> None:
     """Three honest verifier processes reject a one-step forgery with evidence; the fourth accepts
     it (a validly signed lie): the quorum rejects, on the evidence it re-checked itself."""
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "quorum_demo.py"), "--out", str(tmp_path),
-                           "--forged", "--byzantine", "accept", "--json"], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
+                           "--proof", str(one_step_forgery.path), "--signer", str(keys["other_pub"]),
+                           "--byzantine", "accept", "--json"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     doc = json.loads(proc.stdout)
     assert proc.returncode == 1 and doc["verdict"] == "rejected", proc.stderr[-2000:]
     assert len(doc["confirmed_rejections"]) == 3 and len(doc["accepting"]) == 1
