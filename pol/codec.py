@@ -109,11 +109,18 @@ def _decompress(blob: bytes, size: int | None) -> bytes:
     """zstd-decode ``blob``: exactly ``size`` bytes, or (``None``) at most :data:`_MAX_INDEX_BYTES`."""
     import zstandard
 
+    limit = _MAX_INDEX_BYTES if size is None else size
     try:
-        raw = zstandard.ZstdDecompressor().decompress(blob, max_output_size=max(size or _MAX_INDEX_BYTES, 1))
+        declared = zstandard.frame_content_size(blob)  # the frame header's size, checked before decoding
+        if not 0 <= declared <= limit:
+            raise ProofFormatError(f"compressed stream declares {declared} bytes, more than the {limit} expected")
+        stream = zstandard.ZstdDecompressor().decompressobj()
+        raw = stream.decompress(blob)
     except zstandard.ZstdError as exc:
         raise ProofFormatError(f"corrupt compressed checkpoint: {exc}") from None
-    if size is not None and len(raw) != size:
+    if not stream.eof or stream.unused_data:  # exactly one frame: no bytes that nothing reads
+        raise ProofFormatError("compressed stream is truncated or followed by other bytes")
+    if len(raw) != declared or (size is not None and len(raw) != size):
         raise ProofFormatError(f"compressed stream holds {len(raw)} bytes, the index promises {size}")
     return raw
 
@@ -140,8 +147,10 @@ def decode_checkpoint(encoded: Encoded, previous: Mapping[str, np.ndarray] | Non
         plain_bytes += 0 if delta else n * dtype.itemsize
     if total != count or count > max_elements:
         raise ProofFormatError("checkpoint index counts do not add up")
-    stream = _unbitshuffle(_decompress(encoded.deltas, 4 * (count + (-count) % 8)), count) if count else np.zeros(0, np.uint32)
-    plain = _decompress(encoded.plain, plain_bytes) if plain_bytes else b""
+    # Both streams are decoded even when empty: every stored byte is read and checked.
+    shuffled = _decompress(encoded.deltas, 4 * (count + (-count) % 8))
+    stream = _unbitshuffle(shuffled, count) if count else np.zeros(0, np.uint32)
+    plain = _decompress(encoded.plain, plain_bytes)
     state: State = {}
     d_off = p_off = 0
     for name, dtype, shape, delta in specs:

@@ -40,12 +40,25 @@ class OutputExistsError(InputError, FileExistsError):
     """An output file already exists and overwriting it was not asked for (CLI: --force)."""
 
 
+class OutputError(PolError, OSError):
+    """An output file could not be written (disk full, a file-size limit, an I/O error)."""
+
+
 class PlanError(PolError, ValueError):
     """A recording was set up inconsistently (raised before training starts)."""
 
 
 class BadSignatureError(PolError):
     """An Ed25519 signature does not verify under the given key."""
+
+
+class Interrupted(BaseException):
+    """The user stopped the command (Ctrl-C): CLI exit code 130, one line.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it; its
+    message says what was left behind (e.g. a partial proof and how to resume it)."""
+
+    exit_code = 130
 
 
 def short_reason(exc: BaseException) -> str:
@@ -63,7 +76,9 @@ __all__ = [
     "DataUnavailableError",
     "WeightsFileError",
     "OutputExistsError",
+    "OutputError",
     "PlanError",
     "BadSignatureError",
+    "Interrupted",
     "short_reason",
 ]

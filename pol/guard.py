@@ -8,8 +8,9 @@ run at the first deviation, naming it. It also performs the committed gradient c
 before ``optimizer.step()``: the loop must not clip itself (clipping twice is not the same as
 clipping once, bitwise).
 
-Watching costs a hook call per parameter per backward and one per forward; after the first
-segment the hooks are removed.
+Watching costs a hook call per parameter per backward and a few checks per forward; after the
+first segment the gradient hooks are removed. (The count of forward passes per step is the
+recorder's: a training forward pass *is* a micro-batch there.)
 """
 
 from __future__ import annotations
@@ -30,22 +31,20 @@ class StepGuard:
         self._autocast = dict(autocast) if autocast is not None else None
         self._watch_steps = max(1, watch_steps)
         self._versions: dict[int, int] = {}
-        self._forwards = 0
         self._handles: list[Any] = []
         for p in model.parameters():
             if p.requires_grad:
                 self._handles.append(p.register_post_accumulate_grad_hook(self._after_accumulate))
-        self._handles.append(model.register_forward_pre_hook(self._before_forward))
 
     def _after_accumulate(self, p: Any) -> None:
         self._versions[id(p)] = p.grad._version
 
-    def _before_forward(self, module: Any, args: Any) -> None:
+    def on_forward(self, module: Any, step: int) -> None:
+        """A training forward pass starts (called by the recorder's forward pre-hook)."""
         import torch
 
-        if not module.training or not torch.is_grad_enabled():
-            return  # evaluation passes do not change the training state
-        self._forwards += 1
+        if step >= self._watch_steps:
+            return
         device_type = next(module.parameters()).device.type
         enabled = torch.is_autocast_enabled(device_type)
         if self._autocast is None and enabled:
@@ -70,11 +69,6 @@ class StepGuard:
         self.clip()
 
     def _verify(self, step: int) -> None:
-        if self._forwards != self._accumulation:
-            raise PlanError(f"step {step} ran {self._forwards} forward pass(es) in training mode with gradients; the "
-                            f"plan commits one per micro-batch ({self._accumulation}). Run extra passes in eval mode "
-                            "or under torch.no_grad()")
-        self._forwards = 0
         for group in self._optimizer.param_groups:
             for p in group["params"]:
                 if p.grad is None:

@@ -17,10 +17,12 @@ from nacl.exceptions import BadSignatureError as _NaclBadSignature
 from nacl.signing import SigningKey, VerifyKey
 
 from pol.errors import BadSignatureError, KeyFileError
+from pol.smallfiles import KEY_FILE_BYTES, read_small_file
 
 SECRET_HEADER = "pol-ed25519-secret-key-v1"
 PUBLIC_HEADER = "pol-ed25519-public-key-v1"
 _HEX_FPR = re.compile(r"^[0-9a-fA-F]{40}$")
+_KEY_FILE = re.compile(r"(pol-ed25519-(?:secret|public)-key-v1)\r?\n([0-9a-f]{64})(?:\r?\n)?")
 
 
 def fingerprint(public_key: bytes | VerifyKey) -> str:
@@ -47,25 +49,24 @@ def generate_keypair(out_prefix: str | os.PathLike[str], *, overwrite: bool = Fa
 
 
 def _read_key_file(path: Path, header: str) -> bytes:
+    """The 32 key bytes of a key file: exactly its header line and 64 lowercase hex digits (an
+    optional final newline; CRLF line ends accepted). Anything else is refused, so that two key
+    files that load the same key differ at most in line ends."""
+    raw = read_small_file(path, KEY_FILE_BYTES, "key file", KeyFileError)
     try:
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise KeyFileError(f"key file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc}") from None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if len(lines) != 2 or lines[0] != header:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path} is not a pol key file (not ASCII text)") from None
+    match = _KEY_FILE.fullmatch(text)
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if match is None or match.group(1) != header:
         other = PUBLIC_HEADER if header == SECRET_HEADER else SECRET_HEADER
-        if lines and lines[0] == other:
+        if first == other:
             raise KeyFileError(f"{path} is a {other.split('-')[2]} key file; expected {header}")
+        if first == header:
+            raise KeyFileError(f"{path}: the key must be 64 lowercase hex digits (32 bytes) on the second line")
         raise KeyFileError(f"{path} is not a pol key file (expected first line {header!r})")
-    try:
-        raw = bytes.fromhex(lines[1])
-    except ValueError:
-        raise KeyFileError(f"{path}: key is not hex") from None
-    if len(raw) != 32:
-        raise KeyFileError(f"{path}: expected a 32-byte key, found {len(raw)} bytes")
-    return raw
+    return bytes.fromhex(match.group(2))
 
 
 def load_signing_key(path: str | os.PathLike[str]) -> SigningKey:
@@ -97,7 +98,7 @@ class TrustedKey:
 
 def resolve_trusted_key(spec: str) -> TrustedKey:
     """``--key`` accepts a public key file or a 40-hex-digit fingerprint."""
-    if _HEX_FPR.match(spec) and not Path(spec).exists():
+    if _HEX_FPR.fullmatch(spec) and not Path(spec).exists():
         return TrustedKey(None, spec.lower(), f"fingerprint {spec.lower()}")
     vk = load_verify_key(spec)
     return TrustedKey(vk, fingerprint(vk), f"key file {spec}")

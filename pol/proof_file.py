@@ -9,6 +9,7 @@ becomes :class:`~pol.errors.ProofFormatError` (CLI exit 2).
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pol import codec as _codec
-from pol.errors import OutputExistsError, ProofFormatError, short_reason
+from pol.errors import OutputError, ProofFormatError, short_reason
 from pol.hashing import (
     OPTIMIZER_STATE,
     combine_state_digest,
@@ -91,8 +92,51 @@ def layout(codec: str, mode: str) -> Group:
     )
 
 
+# Tensors of every checkpoint with a fixed dtype and number of dimensions (pol.state.capture).
+RESERVED_TENSORS = {"meta/step": ("int64", 0), "optim/lr": ("float64", 0), "rng/torch_cpu": ("uint8", 1),
+                    "rng/torch_cuda": ("uint8", 1)}
+
+
+def _check_reserved(state: dict[str, np.ndarray], i: int) -> None:
+    for name, (dtype, ndim) in RESERVED_TENSORS.items():
+        arr = state.get(name)
+        if arr is not None and (arr.dtype != np.dtype(dtype) or arr.ndim != ndim):
+            raise ProofFormatError(f"checkpoint {i}: {name} must be a {ndim}-D {dtype} tensor, found {arr.ndim}-D {arr.dtype}")
+
+
 def _bytes_ds(group: Any, name: str, data: bytes) -> None:
     group.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
+
+
+def _writing(writer: "ProofWriter", action: Any) -> Any:
+    """Run an HDF5 write; a failure (disk full, a file-size limit, an I/O error) becomes one
+    :class:`~pol.errors.OutputError` naming the partial proof, and marks the writer failed."""
+    if writer._failed or writer._stopped:
+        raise OutputError(f"an earlier write to {writer.partial_path} failed; nothing more is written")
+    try:
+        return action()
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        writer._failed = True
+        raise OutputError(f"cannot write the proof {writer.partial_path} ({short_reason(exc)}); the partial proof "
+                          "there holds every checkpoint up to the last one written") from None
+
+
+def _close_without_writing(f: Any) -> None:
+    """Close an HDF5 file whose writes failed without letting HDF5 write again: its descriptor is
+    pointed at /dev/null (read-only) first, so the flush on close fails instead of writing."""
+    try:
+        fd = f.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    except (OSError, ValueError, TypeError, RuntimeError):
+        pass
+    try:
+        f.close()
+    except (OSError, RuntimeError, ValueError):
+        pass
 
 
 def ckpt_name(i: int) -> str:
@@ -100,23 +144,81 @@ def ckpt_name(i: int) -> str:
 
 
 class ProofWriter:
-    """Appends to a proof file; used from the recorder's background writer thread."""
+    """Appends to a proof file; used from the recorder's background writer thread.
+
+    The file is written as ``<path>.partial``, locked, and renamed to ``path`` by :meth:`close`
+    once :meth:`finish` has signed it (:mod:`pol.partial`). A write that fails (disk full, a
+    file-size limit) raises :class:`~pol.errors.OutputError` and leaves the partial file as it was
+    at the last flush. ``slot``: an :class:`~pol.partial.OutputSlot` already opened (resuming).
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, plan: Plan, plan_signature: bytes,
                  public_key: bytes, codec: str = _codec.DEFAULT_CODEC, keyframe_every: int = 50,
-                 mode: str = "full", overwrite: bool = False):
-        import h5py
-
+                 mode: str = "full", overwrite: bool = False, slot: Any = None):
         if codec not in _codec.CODECS:
             raise ValueError(f"unknown codec {codec!r}; expected one of {_codec.CODECS}")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+        from pol.partial import OutputSlot
+
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise OutputExistsError(f"{self.path} exists; pass overwrite=True (CLI: --force) to replace it")
         self.codec, self.keyframe_every = codec, max(1, keyframe_every)
-        self._f = h5py.File(self.path, "w")
-        f = self._f
+        self._slot = slot if slot is not None else OutputSlot(self.path, overwrite=overwrite)
+        self._finished = self._failed = self._stopped = self._started = False
+        try:
+            self._open(plan, plan_signature, public_key, mode)
+        except BaseException:
+            try:  # nothing of this proof was written: leave no file that is not one
+                os.unlink(self._slot.working)
+            except OSError:
+                pass
+            self._slot.release()
+            raise
+
+    def reserve(self, nbytes: int) -> None:
+        """Allocate ``nbytes`` of disk beyond the file's end before HDF5 writes them
+        (``posix_fallocate``). Disk full or a file-size limit then fails here, before HDF5 has
+        changed anything, and the partial proof stays exactly as of its last flush (HDF5 gives
+        unused reserved space back when it next flushes: it truncates the file to its end)."""
+        if self._failed or self._stopped:
+            raise OutputError(f"an earlier write to {self.partial_path} failed; nothing more is written")
+        fd = self._slot.working_fd
+        try:
+            os.posix_fallocate(fd, os.fstat(fd).st_size, max(1, nbytes))
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                return  # a file system that cannot reserve: HDF5's own writes report the failure
+            self._stopped = True
+            left = ("the partial proof there holds every checkpoint written so far" if self._started else
+                    "nothing was written")
+            raise OutputError(f"cannot write the proof {self.partial_path} ({exc.strerror or exc}: {nbytes} more "
+                              f"bytes needed); {left}") from None
+
+    @property
+    def partial_path(self) -> Path:
+        """Where the proof is until it is complete (after a failure: the readable partial proof)."""
+        return self._slot.partial
+
+    def _open(self, plan: Plan, plan_signature: bytes, public_key: bytes, mode: str) -> None:
+        import h5py
+
+        # locking=False: the slot's own lock, taken before truncation, guards the file.
+        self._f = _writing(self, lambda: h5py.File(self._slot.working, "w", locking=False))
+        try:
+            self.reserve((64 << 10) + 2 * len(plan.to_bytes()))
+            _writing(self, lambda: self._header(plan, plan_signature, public_key, mode))
+        except BaseException:
+            _close_without_writing(self._f)
+            raise
+        self._schedule = plan.lr_schedule
+        self._previous: dict[str, np.ndarray] | None = None
+        self._previous_step = 0
+        self._stored = 0
+        self.flush()
+        self._started = True
+
+    def _header(self, plan: Plan, plan_signature: bytes, public_key: bytes, mode: str) -> None:
+        f, codec = self._f, self.codec
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["mode"] = mode
@@ -139,17 +241,13 @@ class ProofWriter:
             f.create_group("steps").create_dataset("state_digests", shape=(0, 32), maxshape=(None, 32),
                                                    dtype=np.uint8, chunks=(rows, 32))
         f.create_group("checkpoints")
-        self._schedule = plan.lr_schedule
-        self._previous: dict[str, np.ndarray] | None = None
-        self._previous_step = 0
-        self._stored = 0
-        f.flush()
 
-    @staticmethod
-    def _append(ds: Any, rows: np.ndarray) -> None:
-        n = ds.shape[0]
-        ds.resize(n + len(rows), axis=0)
-        ds[n:] = rows
+    def _append(self, ds: Any, rows: np.ndarray) -> None:
+        def write() -> None:
+            n = ds.shape[0]
+            ds.resize(n + len(rows), axis=0)
+            ds[n:] = rows
+        _writing(self, write)
 
     def append_indices(self, block: np.ndarray) -> None:
         if len(block):
@@ -169,6 +267,9 @@ class ProofWriter:
         """Store checkpoint ``index``; ``store_as`` is one of :data:`STORE_AS` (see docs/FORMAT.md)."""
         if store_as not in STORE_AS:
             raise ValueError(f"store_as must be one of {STORE_AS}, not {store_as!r}")
+        _writing(self, lambda: self._store(index, step, state, store_as))
+
+    def _store(self, index: int, step: int, state: dict[str, np.ndarray], store_as: str) -> None:
         group = self._f["checkpoints"].create_group(ckpt_name(index))
         group.attrs["step"] = step
         keyframe = self._stored % self.keyframe_every == 0
@@ -195,22 +296,49 @@ class ProofWriter:
         self._stored += 1
 
     def flush(self) -> None:
-        self._f.flush()
+        """Write everything to disk, and give back what :meth:`reserve` allocated beyond the end."""
+        _writing(self, self._f.flush)
+        end = self._f.id.get_filesize()  # HDF5's end of allocated space (everything it wrote lies below)
+        fd = self._slot.working_fd
+        if os.fstat(fd).st_size > end:
+            os.ftruncate(fd, end)
 
     def finish(self, *, final_signature: bytes, chain_head: bytes, final_weights_digest: bytes,
                num_checkpoints: int, num_steps: int, finished_at: str) -> None:
-        _bytes_ds(self._f["signatures"], "final", final_signature)
-        final = self._f.create_group("final")
-        final.attrs["chain_head"] = chain_head.hex()
-        final.attrs["final_weights_digest"] = final_weights_digest.hex()
-        final.attrs["num_checkpoints"] = num_checkpoints
-        final.attrs["num_steps"] = num_steps
-        final.attrs["finished_at"] = finished_at
-        self._f.flush()
+        def write() -> None:
+            _bytes_ds(self._f["signatures"], "final", final_signature)
+            final = self._f.create_group("final")
+            final.attrs["chain_head"] = chain_head.hex()
+            final.attrs["final_weights_digest"] = final_weights_digest.hex()
+            final.attrs["num_checkpoints"] = num_checkpoints
+            final.attrs["num_steps"] = num_steps
+            final.attrs["finished_at"] = finished_at
+            self._f.flush()
+        _writing(self, write)
+        self._finished = True
 
     def close(self) -> None:
-        if self._f.id.valid:
-            self._f.close()
+        """Close the file; a finished proof moves to its path, anything else stays partial.
+
+        After a failed write the file is closed without writing anything more (HDF5 would flush
+        metadata that points at data the failed write never stored): the partial proof is the
+        file as of its last successful flush."""
+        f = getattr(self, "_f", None)
+        try:
+            if f is not None and f.id.valid:
+                if self._failed:
+                    _close_without_writing(f)
+                else:
+                    try:
+                        f.close()
+                    except (OSError, RuntimeError, ValueError) as exc:
+                        self._failed = True
+                        raise OutputError(f"cannot close the proof {self.partial_path} ({short_reason(exc)})") from None
+        finally:
+            if self._finished and not self._failed:
+                self._slot.commit()
+            else:
+                self._slot.release()
 
 
 class ProofReader:
@@ -272,10 +400,16 @@ class ProofReader:
         if ind.shape[0] > self.plan.num_steps:
             raise ProofFormatError(f"{ind.shape[0]} steps of indices; the plan commits to {self.plan.num_steps}")
         self.num_recorded_steps = int(ind.shape[0])
+        steps = self.checkpoint_steps
+        if n and (steps[0] != 0 or (np.diff(steps) < 0).any() or steps[-1] > self.num_recorded_steps):
+            # Cheap and decisive: every loop over a segment's steps is bounded by the recorded steps.
+            raise ProofFormatError("/chain/steps must start at 0, never decrease, and stay within the "
+                                   f"{self.num_recorded_steps} recorded steps")
         self.step_state_digests = self._step_digests()
         self.stored_checkpoints = sorted(int(k) for k in self._node("checkpoints").members)
         if self.stored_checkpoints and self.stored_checkpoints[-1] >= n:
             raise ProofFormatError(f"checkpoint {self.stored_checkpoints[-1]} is stored but not in the chain")
+        self._check_mode(n, "final" in root)
         if "responses" in root and self.mode != "compact":
             raise ProofFormatError("an embedded challenge response belongs only in a compact proof")
         self.final: dict[str, Any] | None = None
@@ -289,6 +423,17 @@ class ProofReader:
                           "finished_at": a["finished_at"]}
         elif self.final_signature is not None:
             raise ProofFormatError("/signatures/final is present without /final")
+
+    def _check_mode(self, n: int, finished: bool) -> None:
+        """The unsigned ``mode`` attribute must describe what the file stores: a full proof stores
+        every checkpoint of the chain whole; a finished compact one leaves some out or marks how
+        it stores them (checkpoint 0 coded against the seeded model, the last without optimizer state)."""
+        marked = any({BASE, OPTIMIZER_STATE_DIGEST} & set(self._group(i).attrs) for i in self.stored_checkpoints)
+        whole = self.stored_checkpoints == list(range(n)) and not marked
+        if self.mode == "full" and not whole:
+            raise ProofFormatError("the file says mode 'full' but does not store every checkpoint whole (refused)")
+        if self.mode == "compact" and whole and finished and n > 1:
+            raise ProofFormatError("the file says mode 'compact' but stores every checkpoint whole (refused)")
 
     def _step_digests(self) -> list[bytes] | None:
         """Per-step state digests (row t: the state after step t; row 0: the initial state)."""
@@ -377,6 +522,7 @@ class ProofReader:
             raise
         except _MALFORMED as exc:
             raise ProofFormatError(f"checkpoint {i} is malformed: {short_reason(exc)}") from None
+        _check_reserved(state, i)
         self._cache = (i, state)
         return state
 
@@ -425,19 +571,32 @@ class ProofReader:
         parts = {name: np.asarray(group.members[name].read()).tobytes() for name in ("index", "deltas", "plain")}
         return _codec.decode_checkpoint(_codec.Encoded(**parts), previous, MAX_ELEMENTS)
 
+    def use_seeded_base(self, state: dict[str, np.ndarray]) -> None:
+        """Decode checkpoint 0 of a compact proof against this initial state (its ``model/`` part),
+        e.g. one built in a process that reproduces the recorded environment."""
+        self._seeded = {k: v for k, v in state.items() if k.startswith(MODEL)}
+        self._cache = None
+
     def _seeded_base(self) -> dict[str, np.ndarray]:
         """The model the plan's seed builds on this stack (checkpoint 0 of a compact proof is
         coded against it; its digest check then also checks this stack's initialisation)."""
         if self._seeded is None:
+            from pol.resources import check_model_size
             from pol.tasks import resolve_spec, seeded_weights
 
             spec = resolve_spec(self.plan.model.get("spec"), self.model_spec, "model")
+            check_model_size(spec, self.plan.model.get("kwargs") or {}, self.byte_budget)
             weights = seeded_weights(spec, self.plan.model.get("kwargs") or {}, self.plan.run_seed)
             self._seeded = {MODEL + k: v for k, v in weights.items()}
         return self._seeded
 
     def stored_bytes(self) -> int:
         return self.path.stat().st_size
+
+    @property
+    def byte_budget(self) -> int:
+        """The most data this file may expand to (the sandboxed reader's limit): what it can hold."""
+        return self._file.limits.byte_budget(self.stored_bytes())
 
     def close(self) -> None:
         self._cache = None

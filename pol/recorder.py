@@ -38,12 +38,14 @@ from pol.assemble import FINAL_DOMAIN, PLAN_DOMAIN, finish, open_writer
 from pol.datacommit import SAMPLE_DIGEST, data_root, sample_fields
 from pol.envinfo import environment_fingerprint
 from pol.errors import PlanError
-from pol.hashing import derive_seed
+from pol.hashing import state_digest
 from pol.keys import load_signing_key
 from pol.plan import Plan, new_nonce, utc_now
 from pol.proof_file import ProofWriter
 from pol.sampler import BatchSchedule
 from pol.state import capture, param_names
+from pol.step import seed_micro_batch
+from pol.stepdigest import StepHasher, digest_of_snapshot
 from pol.tasks import get_task, load_data, seeded_model
 from pol.writer import BackgroundChainWriter
 
@@ -78,6 +80,10 @@ def _autocast_spec(autocast: Any, device_type: str) -> dict[str, Any] | None:
     raise PlanError("autocast must be a dtype name ('bfloat16'), a dict {device_type, dtype}, or None")
 
 
+def _autocast_dtype(autocast: Any) -> Any:
+    return autocast.get("dtype") if isinstance(autocast, Mapping) else autocast
+
+
 class Recorder:
     """Record a proof-of-learning around an existing training loop."""
 
@@ -106,6 +112,7 @@ class Recorder:
         accumulation: int = 1,
         step_digests: bool = True,
         self_check: bool = True,
+        nonce: str | None = None,
         codec: str = "delta-zstd",
         keyframe_every: int = 50,
         compact_anchor_every: int | None = None,
@@ -132,6 +139,10 @@ class Recorder:
         self._step_options = dict(loss=_loss_spec(loss, loss_kwargs), inputs=inputs, target=target, output=output,
                                   clip=_clip_spec(clip), autocast=autocast, accumulation=accumulation)
         self.step_digests, self.self_check = bool(step_digests), bool(self_check)
+        if nonce is not None:
+            if not (isinstance(nonce, str) and len(nonce) == 32 and all(c in "0123456789abcdef" for c in nonce)):
+                raise PlanError("nonce must be 32 lowercase hex digits (default: a fresh random one)")
+            self._nonce_value = nonce
         self.codec, self.keyframe_every = codec, keyframe_every
         self.compact_anchor_every = compact_anchor_every
         self.overwrite = overwrite
@@ -141,14 +152,56 @@ class Recorder:
         self._proof: ProofWriter | None = None
         self._closed = False
         self.step = 0            # optimizer steps taken
-        self._yielded = 0        # micro-batches handed to the loop
+        self._micro = 0          # training forward passes (micro-batches) started
+        self._yielded = 0        # micro-batches handed to the loop by the recorded loader
         self._last_lr: float | None = None
         self._last_checkpoint_step = 0
         self._guard: Any = None
         self._self_checker: Any = None
+        self._external_lr = False  # an integration whose framework also steps an LR scheduler: the recorder overrides it
+
+    _CONFIGURABLE = {"loss": "cross_entropy", "loss_kwargs": None, "inputs": None, "target": 1, "output": None,
+                     "clip": None, "autocast": None, "accumulation": 1, "lr_schedule": None}
+
+    def configure(self, **options: Any) -> None:
+        """Set step and schedule options (as the constructor's ``loss``, ``loss_kwargs``, ``inputs``,
+        ``target``, ``output``, ``clip``, ``autocast``, ``accumulation``, ``lr_schedule``) before
+        :meth:`attach`. Framework integrations read them from the framework's own settings; an
+        option also given to the constructor with another value is refused (set it in one place)."""
+        if self.plan is not None:
+            raise PlanError("configure() must run before attach(): the plan is already signed")
+        unknown = sorted(set(options) - set(self._CONFIGURABLE))
+        if unknown:
+            raise PlanError(f"configure() does not take {unknown}")
+        current = dict(self._step_options, lr_schedule=self.lr_schedule)
+        current["loss_kwargs"] = current["loss"].get("kwargs") or None
+        current["loss"] = current["loss"].get("name") or current["loss"].get("spec")
+        for name, value in options.items():
+            default = self._CONFIGURABLE[name]
+            mine = current[name]
+            if name == "clip":
+                mine, value = _clip_spec(mine), _clip_spec(value)
+            same = mine == value
+            if name == "autocast" and mine is not None and value is not None:  # "bfloat16" or {device_type, dtype}
+                same = _autocast_dtype(mine) == _autocast_dtype(value)
+            if mine != default and not same:
+                raise PlanError(f"{name} is set on the Recorder ({mine!r}) and by the framework ({value!r}); set it in "
+                                "one place")
+        if "lr_schedule" in options:
+            spec = options.pop("lr_schedule")
+            self.lr_schedule = schedule.validate(spec) if spec else None
+        if "loss" in options or "loss_kwargs" in options:
+            loss = options.pop("loss", current["loss"])
+            self._step_options["loss"] = _loss_spec(loss, options.pop("loss_kwargs", current["loss_kwargs"]))
+        if "clip" in options:
+            options["clip"] = _clip_spec(options["clip"])
+        self._step_options.update(options)
 
     # -- set-up -----------------------------------------------------------------------------
-    def attach(self, *, model: Any = None, optimizer: Any, data_loader: Any) -> tuple[Any, Any, "RecordedLoader"]:
+    def attach(self, *, model: Any = None, optimizer: Any, data_loader: Any,
+               external_step_hooks: bool = False,
+               framework_lr_scheduler: bool = False,
+               external_micro_batch_hook: bool = False) -> tuple[Any, Any, "RecordedLoader"]:
         """Wrap the user's model, optimizer and loader; commits and signs the plan.
 
         ``model=None`` builds the model from ``model_spec`` and the run seed (derived from
@@ -158,6 +211,15 @@ class Recorder:
         trained on; move each batch to the same device in your loop. ``optimizer`` may be a
         ``torch.optim.Optimizer`` over the model's parameters (any parameter groups) or a
         callable ``params -> Optimizer`` (needed when ``model=None``).
+
+        Per micro-batch the recorder reseeds torch (and at each step's first micro-batch sets the
+        committed learning rate) from a forward pre-hook on the model, so loaders that fetch ahead
+        (Lightning, Accelerate) do not shift the seeds. ``external_step_hooks``: a framework that
+        runs forward and backward inside ``optimizer.step(closure)`` (Lightning) calls
+        :meth:`before_optimizer_step` itself after backward; otherwise the recorder checks and clips
+        from the optimizer's pre-step hook. ``external_micro_batch_hook``: the integration calls
+        :meth:`start_micro_batch` right before each training micro-batch's computation (Lightning's
+        ``training_step``, which need not call the module's forward) instead of the forward pre-hook.
         """
         import torch
 
@@ -218,6 +280,9 @@ class Recorder:
             self.path, self.plan, self._signing_key, codec=self.codec, keyframe_every=self.keyframe_every,
             anchor_every=self.compact_anchor_every, overwrite=self.overwrite)
         self._model, self._optimizer, self._names, self._dataset = model, optimizer, names, dataset
+        self._hasher = StepHasher(model, optimizer, names)
+        self._snapshots: list[Any] = []   # per-step snapshots not yet handed to the writer thread
+        self._snapshot_bytes = 0
         self._set_lr(schedule.lr_at(lr_spec, 0))
         model.train()
         initial = capture(model, optimizer, 0, names, self._last_lr or 0.0)
@@ -226,7 +291,11 @@ class Recorder:
 
         self._guard = StepGuard(model, optimizer, step["clip"], self.plan.accumulation, step["autocast"],
                                 watch_steps=self.every)
-        optimizer.register_step_pre_hook(self._before_optimizer_step)
+        self._external_lr = framework_lr_scheduler
+        if not external_micro_batch_hook:
+            model.register_forward_pre_hook(self._before_forward)
+        if not external_step_hooks:
+            optimizer.register_step_pre_hook(self._before_optimizer_step)
         optimizer.register_step_post_hook(self._after_step)
         if self.self_check:
             from pol.selfcheck import SelfCheck
@@ -301,49 +370,89 @@ class Recorder:
         self._last_lr = lr
         self._expected_lrs = [g["lr"] for g in self._optimizer.param_groups]
 
-    def _before_micro_batch(self) -> None:
-        """Called as each micro-batch is handed to the loop: committed LR and per-micro-batch seed."""
+    def _before_forward(self, module: Any, args: Any) -> None:
+        """Each training forward pass starts a micro-batch: its per-micro-batch seed (and, for a
+        step's first micro-batch, the committed learning rate). Evaluation passes are left alone."""
         import torch
 
+        if not module.training or not torch.is_grad_enabled():
+            return
         assert self.plan is not None
         acc = self.plan.accumulation
-        t, m = divmod(self._yielded, acc)
+        t, m = divmod(self._micro, acc)
         if t >= self.plan.num_steps:
             raise PlanError(f"the plan commits to {self.plan.num_steps} steps; the loop asked for more")
+        if t != self.step:
+            raise PlanError(f"micro-batch {self._micro} belongs to step {t} but {self.step} optimizer step(s) were "
+                            f"taken: the plan commits {acc} forward pass(es) in training mode per step")
         if m == 0:
-            if [g["lr"] for g in self._optimizer.param_groups] != self._expected_lrs:
+            if [g["lr"] for g in self._optimizer.param_groups] != self._expected_lrs and not self._external_lr:
                 raise PlanError("the learning rate was changed outside the committed schedule (an LR scheduler?); "
                                 "pass lr_schedule= to the Recorder instead")
             self._set_lr(schedule.lr_at(self.plan.lr_schedule, t))
-        torch.manual_seed(derive_seed(self.plan.run_seed, "step", t, m))
+        self._guard.on_forward(module, self.step)
+        seed_micro_batch(self.plan.run_seed, t, m)
+        self._micro += 1
+
+    def start_micro_batch(self, module: Any) -> None:
+        """A training micro-batch starts (for integrations that attached with ``external_micro_batch_hook``):
+        its seed, and for a step's first micro-batch the committed learning rate."""
+        self._before_forward(module, ())
+
+    def _before_micro_batch(self) -> None:
+        """Called as the recorded loader hands a micro-batch to the loop (accounting only)."""
         self._yielded += 1
 
-    def _before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+    def _before_optimizer_step(self, optimizer: Any = None, args: Any = (), kwargs: Any = None) -> None:
+        assert self.plan is not None
+        closure = args[1] if len(args) > 1 else (kwargs or {}).get("closure")  # args[0] is the optimizer itself
+        if closure is not None:  # (Accelerate's wrapper passes closure=None positionally)
+            raise PlanError("optimizer.step(closure) runs forward and backward inside the step; the recorder cannot "
+                            "check and clip there: use a framework integration (pol.integrations) for such loops")
+        self.before_optimizer_step()
+
+    def before_optimizer_step(self) -> None:
+        """After the last backward of a step, before ``optimizer.step()``: verify what the loop did and
+        clip as committed. Called by the optimizer's pre-step hook, or by an integration that set
+        ``external_step_hooks``."""
         assert self.plan is not None
         expected = (self.step + 1) * self.plan.accumulation
-        if self._yielded != expected:
-            raise PlanError(f"optimizer step {self.step} ran after {self._yielded} micro-batches; the plan commits to "
-                            f"{self.plan.accumulation} per step (accumulation={self.plan.accumulation})")
+        if self._micro != expected:
+            raise PlanError(f"optimizer step {self.step} ran after {self._micro} training forward pass(es); the plan "
+                            f"commits to {self.plan.accumulation} per step (accumulation={self.plan.accumulation})")
         self._guard.check_before_step(self.step)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         assert self.plan is not None and self._writer is not None
         self.step += 1
-        state = None
+        lr = self._last_lr or 0.0
         if self.step % self.every == 0 or self.step == self.plan.num_steps:
             index = -(-self.step // self.every)
             block = self._schedule.block(self._last_checkpoint_step, self.step)
-            state = capture(self._model, optimizer, self.step, self._names, self._last_lr or 0.0)
+            state = capture(self._model, optimizer, self.step, self._names, lr)
+            self._flush_snapshots()
             self._writer.submit(index, self.step, state, block)
             self._last_checkpoint_step = self.step
-        elif self.plan.step_digests or self._self_checker is not None and self._self_checker.wants(self.step):
-            state = capture(self._model, optimizer, self.step, self._names, self._last_lr or 0.0)
-            if self.plan.step_digests:
-                self._writer.submit_step(state)
-        if self._self_checker is not None and state is not None:
-            self._self_checker.observe(self.step, state)
-            if self._self_checker.done:
-                self._self_checker = None
+            if self._self_checker is not None:
+                self._self_checker.observe(self.step, state_digest(state), state)
+        else:
+            checking = self._self_checker is not None and self._self_checker.wants(self.step)
+            if self.plan.step_digests or checking:
+                snapshot = self._hasher.snapshot(self.step, lr)
+                if self.plan.step_digests:
+                    self._snapshots.append(snapshot)
+                    self._snapshot_bytes += int(snapshot[0].numel() + snapshot[1].numel())
+                    if len(self._snapshots) >= 64 or self._snapshot_bytes >= 32 << 20:
+                        self._flush_snapshots()
+                if checking:
+                    self._self_checker.observe(self.step, digest_of_snapshot(*snapshot))
+        if self._self_checker is not None and self._self_checker.done:
+            self._self_checker = None
+
+    def _flush_snapshots(self) -> None:
+        assert self._writer is not None
+        self._writer.submit_snapshots(self._snapshots)
+        self._snapshots, self._snapshot_bytes = [], 0
 
     def batch_indices(self, step: int) -> np.ndarray:
         return self._schedule.indices(step)
@@ -429,7 +538,7 @@ class RecordedLoader:
     def __iter__(self) -> Iterator[Any]:
         steps = self._epoch_range()
         if steps and steps.start != self._rec._yielded:
-            raise PlanError("a new epoch was started before the previous one finished")
+            raise PlanError("a new epoch was started before the previous one finished (or a batch was skipped)")
         self._sampled = steps
         try:
             for batch in self._loader:

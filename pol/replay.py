@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 
 from pol import optimizers
-from pol.hashing import derive_seed
 from pol.plan import Plan
 from pol.schedule import lr_at
 from pol.state import State, capture, restore
-from pol.step import Step, run_step
+from pol.step import Step, run_step, seed_micro_batch
 from pol.tasks import build_model
 
 
@@ -95,13 +94,16 @@ class Replayer:
         restore(self.model, self.optimizer, start_state, self.names, self.device)
         lr = float(np.asarray(start_state.get("optim/lr", 0.0)))
         n = len(indices)
+        acc = self.plan.accumulation
+        per_epoch = max(1, int(self.plan.data["num_samples"]) // self.plan.samples_per_step) * acc
         for offset, step_indices in enumerate(indices):
             t = start_step + offset
             lr = lr_at(self.plan.lr_schedule, t)
             optimizers.set_lr(self.optimizer, self.plan.optimizer, lr)
             seed = self.plan.run_seed
             run_step(self.step, self.model, self.optimizer, self.micro_batches(step_indices),
-                     lambda m, t=t: torch.manual_seed(derive_seed(seed, "step", t, m)))
+                     lambda m, t=t: seed_micro_batch(seed, t, m),
+                     lambda m, t=t: (t * acc + m) % per_epoch)  # the micro-batch's index in its epoch
             if on_step is not None and offset < n - 1:
                 on_step(t + 1, capture(self.model, self.optimizer, t + 1, self.names, lr))
         return capture(self.model, self.optimizer, start_step + n, self.names, lr)
@@ -119,7 +121,7 @@ class Replayer:
         batches = self.micro_batches(flat, source)
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            total = sum(float(self.step.loss(self.model, b)) for b in batches)
+            total = sum(float(self.step.loss(self.model, b, i)) for i, b in enumerate(batches))
         return total / max(len(batches), 1)
 
 

@@ -21,6 +21,7 @@ Hugging Face schedules of those names) and every formula are in :func:`lr_at`.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -104,6 +105,14 @@ def validate(spec: ScheduleSpec, num_steps: int | None = None) -> ScheduleSpec:
     return dict(spec)
 
 
+def _power(base: float, exponent: int) -> float:
+    """``base ** exponent``; a rate that overflows a float is infinite (no replay matches it)."""
+    try:
+        return base ** exponent
+    except OverflowError:
+        return math.inf
+
+
 def _warmup(base: float, step: int, warm: int, offset: int) -> float | None:
     return base * (step + offset) / warm if step < warm else None
 
@@ -113,11 +122,11 @@ def lr_at(spec: ScheduleSpec, step: int) -> float:
     kind = spec["kind"]
     if kind == "constant":
         return float(spec["lr"])
-    if kind == "step":
-        drops = sum(1 for m in spec["milestones"] if step >= int(m))
-        return float(spec["lr"]) * float(spec["gamma"]) ** drops
+    if kind == "step":  # milestones are sorted (validate): O(log m) per step, whatever a plan commits
+        drops = bisect.bisect_right(spec["milestones"], step)
+        return float(spec["lr"]) * _power(float(spec["gamma"]), drops)
     if kind == "exponential":
-        return float(spec["lr"]) * float(spec["gamma"]) ** step
+        return float(spec["lr"]) * _power(float(spec["gamma"]), step)
     if kind in ("cosine", "linear", "polynomial"):
         base, total, warm = float(spec["lr"]), int(spec["total_steps"]), int(spec.get("warmup_steps", 0))
         warm_lr = _warmup(base, step, warm, 1 if kind == "cosine" else 0)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pol.errors import PlanError
-from pol.hashing import OPTIMIZER_STATE, state_digest
+from pol.hashing import OPTIMIZER_STATE
 from pol.plan import Plan
 from pol.sampler import BatchSchedule
 from pol.state import MODEL, State
@@ -36,11 +36,13 @@ class SelfCheck:
         """Whether the recorder should capture the state after ``step`` for this check."""
         return not self.done and step <= self._end
 
-    def observe(self, step: int, state: State) -> None:
+    def observe(self, step: int, digest: bytes, state: State | None = None) -> None:
+        """The digest of the state after ``step``; at the segment's end also the state itself."""
         if self.done or step > self._end:
             return
-        self._digests[step] = state_digest(state)
+        self._digests[step] = digest
         if step == self._end:
+            assert state is not None
             self._run(state)
 
     def _run(self, recorded_end: State) -> None:
@@ -55,8 +57,8 @@ class SelfCheck:
         loss = self.plan.step["loss"].get("spec")
         indices = BatchSchedule(self.plan.run_seed, len(self.dataset), self.plan.samples_per_step).block(0, self._end)
         devices = [torch.cuda.current_device()] if self.device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices), torch.enable_grad(), \
-                torch.autocast(device_type=self.device.split(":")[0], enabled=False):
+        # (not inside another autocast region: nested regions keep autocast's weight cache across steps)
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
             replayer = Replayer(self.plan, self.dataset, self.device, self.model_spec, loss)
             replayed_end, replayed = replay_digests(replayer, self._initial, 0, indices)
         self.seconds = time.perf_counter() - t0

@@ -53,7 +53,11 @@ def capture(model: Any, optimizer: Any, step: int, names: list[str], lr: float |
     import torch
 
     state: State = {MODEL + k: _np(v) for k, v in model.state_dict().items()}
-    for idx, per_param in optimizer.state_dict()["state"].items():
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for idx, p in enumerate(params):  # what optimizer.state_dict()["state"] holds, without packing the groups
+        per_param = optimizer.state.get(p)
+        if not per_param:
+            continue
         for key, value in per_param.items():
             if torch.is_tensor(value):
                 state[f"{OPTIM_STATE}{names[idx]}/{key}"] = _np(value)

@@ -11,6 +11,12 @@ performed identically by the recorder's checks and the verifier's replay::
      "autocast": null,                              # or {"device_type": "cpu", "dtype": "bfloat16"}
      "accumulation": 1}                             # micro-batches per optimizer step
 
+The ``training_step`` loss (Lightning modules) hands the whole micro-batch to the model's own
+``training_step(batch, batch_idx)`` and trains on the loss it returns (a tensor, or a mapping's
+``"loss"``, as Lightning reads it); its batch spec is ``{"inputs": [], "target": null}``, its
+output ``null``, and ``batch_idx`` is the micro-batch's position in its epoch (micro-batch
+``t * accumulation + m`` of the run, modulo the micro-batches per epoch).
+
 One step (:func:`run_step`)::
 
     zero_grad
@@ -18,6 +24,7 @@ One step (:func:`run_step`)::
         torch.manual_seed(derive_seed(run_seed, "step", t, m))
         with autocast:  out = select(model(*inputs) or model(**inputs), output)
                         loss = out if loss is "model_output" else loss_fn(out, target, **kwargs)
+                        (loss "training_step": loss = model.training_step(batch, batch_idx))
         (loss / accumulation).backward()        # no division when accumulation == 1
     clip (over model.parameters(), in order), optimizer.step()
 
@@ -35,7 +42,7 @@ from typing import Any
 from pol.errors import PlanError
 
 BUILTIN_LOSSES = ("cross_entropy", "mse", "nll", "l1", "smooth_l1", "huber", "bce_with_logits", "kl_div",
-                  "model_output")
+                  "model_output", "training_step")
 # The keyword arguments each built-in accepts (others are refused: they would be signed and ignored).
 _LOSS_KWARGS: dict[str, tuple[str, ...]] = {
     "cross_entropy": ("label_smoothing", "ignore_index", "reduction"),
@@ -43,7 +50,7 @@ _LOSS_KWARGS: dict[str, tuple[str, ...]] = {
     "mse": ("reduction",), "l1": ("reduction",),
     "smooth_l1": ("beta", "reduction"), "huber": ("delta", "reduction"),
     "bce_with_logits": ("reduction",), "kl_div": ("reduction", "log_target"),
-    "model_output": (),
+    "model_output": (), "training_step": (),
 }
 AUTOCAST_DTYPES = ("bfloat16",)
 MAX_ACCUMULATION = 4096
@@ -97,6 +104,12 @@ def validate(spec: Any) -> dict[str, Any]:
     batch = spec["batch"]
     if not isinstance(batch, Mapping) or set(batch) != {"inputs", "target"}:
         raise PlanError('step.batch must be {"inputs": [...], "target": ...}')
+    if loss.get("name") == "training_step":  # the whole batch goes to the module; nothing else to select
+        if batch["inputs"] != [] or batch["target"] is not None or spec["output"] is not None:
+            raise PlanError('the training_step loss takes the whole batch: step.batch must be {"inputs": [], '
+                            '"target": null} and step.output null')
+        _validate_rest(spec)
+        return dict(spec)
     inputs = batch["inputs"]
     if not isinstance(inputs, list) or not inputs or len(inputs) > 64 or not all(
             _selector_ok(i) and i is not None for i in inputs):
@@ -109,6 +122,12 @@ def validate(spec: Any) -> dict[str, Any]:
         raise PlanError("step.batch.target may be null only with the model_output loss")
     if not _selector_ok(spec["output"]):
         raise PlanError("step.output must be null, a key or a position")
+    _validate_rest(spec)
+    return dict(spec)
+
+
+def _validate_rest(spec: Mapping[str, Any]) -> None:
+    """Clipping, autocast and accumulation (the same for every loss)."""
     _validate_clip(spec["clip"])
     autocast = spec["autocast"]
     if autocast is not None:
@@ -122,7 +141,6 @@ def validate(spec: Any) -> dict[str, Any]:
     acc = spec["accumulation"]
     if not _is_int(acc) or not 1 <= acc <= MAX_ACCUMULATION:
         raise PlanError(f"step.accumulation must be an integer in 1..{MAX_ACCUMULATION}")
-    return dict(spec)
 
 
 def _validate_clip(clip: Any) -> None:
@@ -159,7 +177,7 @@ def loss_callable(spec: Mapping[str, Any], user_loss: str | None = None) -> Call
     if "name" in loss:
         if user_loss:
             raise PlanError(f"the plan uses the built-in loss {loss['name']!r}; do not name another (--loss)")
-        return None if loss["name"] == "model_output" else _builtin_loss(loss["name"])
+        return None if loss["name"] in ("model_output", "training_step") else _builtin_loss(loss["name"])
     from pol.tasks import import_callable
 
     if not user_loss:
@@ -212,29 +230,60 @@ class Step:
         target = select(batch, sel["target"]) if sel["target"] is not None else None
         return args, kwargs, target
 
-    def loss(self, model: Any, batch: Any) -> Any:
+    @property
+    def uses_training_step(self) -> bool:
+        return self.spec["loss"].get("name") == "training_step"
+
+    def loss(self, model: Any, batch: Any, batch_idx: int | None = None) -> Any:
+        if self.uses_training_step:
+            return training_step_loss(model, batch, batch_idx)
         args, kwargs, target = self.inputs_and_target(batch)
         out = select(model(*args, **kwargs), self.spec["output"])
         if self.loss_fn is None:
             return out
         return self.loss_fn(out, target, **self.spec["loss"]["kwargs"])
 
-    def forward_backward(self, model: Any, batch: Any) -> Any:
+    def forward_backward(self, model: Any, batch: Any, batch_idx: int | None = None) -> Any:
         """Loss of one micro-batch (under autocast when committed), backward; returns the detached loss."""
         import torch
 
         autocast = self.spec["autocast"]
         if autocast is not None:
             with torch.autocast(device_type=autocast["device_type"], dtype=getattr(torch, autocast["dtype"])):
-                loss = self.loss(model, batch)
+                loss = self.loss(model, batch, batch_idx)
         else:
-            loss = self.loss(model, batch)
+            loss = self.loss(model, batch, batch_idx)
         acc = self.accumulation
         (loss / acc if acc > 1 else loss).backward()
         return loss.detach()
 
     def clip(self, model: Any) -> None:
         clip_gradients(model, self.spec["clip"])
+
+
+def training_step_loss(model: Any, batch: Any, batch_idx: int | None) -> Any:
+    """``model.training_step(batch, batch_idx)``'s loss, read as Lightning reads it (outside a Trainer:
+    ``self.log`` calls are no-ops there, and a step that needs ``self.trainer`` cannot be replayed)."""
+    import warnings
+
+    import torch
+
+    if batch_idx is None:
+        raise PlanError("the training_step loss needs the micro-batch's index in its epoch")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*self.log.*")
+        try:
+            out = model.training_step(batch, batch_idx)
+        except RuntimeError as exc:
+            if "not attached to a `Trainer`" in str(exc):
+                raise PlanError("training_step uses self.trainer, which replay does not have: compute the loss from "
+                                "the batch (and batch_idx) alone") from None
+            raise
+    loss = out.get("loss") if isinstance(out, Mapping) else out
+    if not isinstance(loss, torch.Tensor):
+        raise PlanError(f"training_step returned {type(out).__name__}; the recorder needs a loss tensor (or a dict with "
+                        "'loss') every step: a skipped step cannot be replayed")
+    return loss
 
 
 def clip_gradients(model: Any, clip: Mapping[str, Any] | None) -> None:
@@ -251,15 +300,32 @@ def clip_gradients(model: Any, clip: Mapping[str, Any] | None) -> None:
         torch.nn.utils.clip_grad_value_(params, float(clip["clip_value"]))
 
 
+def seed_micro_batch(run_seed: int, t: int, m: int) -> None:
+    """The committed per-micro-batch seed: ``torch.manual_seed(derive_seed(run_seed, "step", t, m))``.
+
+    Same generator states as ``torch.manual_seed`` (CPU, and CUDA when it is in use), at ~2 us on
+    the CPU instead of ~200 us: ``torch.manual_seed`` also walks every other device type.
+    """
+    import torch
+
+    from pol.hashing import derive_seed
+
+    seed = derive_seed(run_seed, "step", t, m)
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.manual_seed_all(seed)
+
+
 def run_step(step: Step, model: Any, optimizer: Any, micro_batches: Sequence[Any],
-             reseed: Callable[[int], None]) -> Any:
-    """One optimizer step over ``micro_batches``; ``reseed(m)`` runs before micro-batch m.
+             reseed: Callable[[int], None], batch_idx: Callable[[int], int] | None = None) -> Any:
+    """One optimizer step over ``micro_batches``; ``reseed(m)`` runs before micro-batch m, and
+    ``batch_idx(m)`` is its index in the epoch (used by the training_step loss).
     Returns the detached loss of the last micro-batch (no device sync)."""
     optimizer.zero_grad(set_to_none=True)
     loss = None
     for m, batch in enumerate(micro_batches):
         reseed(m)
-        loss = step.forward_backward(model, batch)
+        loss = step.forward_backward(model, batch, batch_idx(m) if batch_idx is not None else None)
     step.clip(model)
     optimizer.step()
     return loss

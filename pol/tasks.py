@@ -67,6 +67,11 @@ def synthetic_cifar(num_samples: int = 2560, heldout: int = 512, data_seed: int 
     import torch
     from torch.utils.data import TensorDataset
 
+    from pol.resources import check_generated_bytes
+
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (num_samples, heldout)):
+        raise DataUnavailableError("synthetic data: num_samples and heldout must be non-negative integers")
+    check_generated_bytes((num_samples + heldout) * (3 * 32 * 32 * 4 + 8), "synthetic data of this size")
     g = torch.Generator().manual_seed(data_seed)
     templates = torch.nn.functional.interpolate(torch.randn(10, 3, 8, 8, generator=g), size=32, mode="bilinear")
     total = num_samples + heldout

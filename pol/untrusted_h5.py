@@ -156,7 +156,7 @@ class UntrustedFile:
             raise ProofFormatError(f"{what} not found: {self.path}")
         self._dir = Path(tempfile.mkdtemp(prefix="pol-h5-"))
         try:
-            _run_child(self.path, self._dir, self.limits, what)
+            _run_child(self.path.resolve(), self._dir, self.limits, what)  # the child runs in another directory
             self.root = _load_manifest(self._dir, self.limits)
         except BaseException:
             self.close()
@@ -198,8 +198,9 @@ def _limit_resources(limits: Limits, budget: int) -> None:  # runs in the child 
 
 def _run_child(path: Path, out: Path, limits: Limits, what: str) -> None:
     budget = limits.byte_budget(path.stat().st_size)
-    cmd = [sys.executable, "-s", "-m", "pol.untrusted_h5", os.path.abspath(path), str(out), json.dumps(limits.__dict__),
-           str(budget)]  # absolute: the child runs in ``out``
+    # absolute paths: the child runs in ``out``, and a user may name the proof relative to their directory
+    cmd = [sys.executable, "-s", "-m", "pol.untrusted_h5", str(path.resolve()), str(out.resolve()),
+           json.dumps(limits.__dict__), str(budget)]
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
            "HDF5_USE_FILE_LOCKING": "FALSE", "OMP_NUM_THREADS": "1"}
     try:

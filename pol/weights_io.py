@@ -34,8 +34,8 @@ from pol.hashing import HASH_NAME, dtype_name, update_with_tensor, weights_diges
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
 WEIGHTS_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
-MAX_HEADER_BYTES = 64 << 20          # safetensors itself stops at 100 MB
-MAX_TENSORS = 1_000_000
+MAX_HEADER_BYTES = 16 << 20          # safetensors itself stops at 100 MB; 100,000 entries take ~8 MB
+MAX_TENSORS = 100_000
 TENSOR_DOMAIN = b"pol-tensor-v1"
 
 # safetensors dtype -> (canonical name, item size)
@@ -176,6 +176,10 @@ def _load_safetensors(path: Path, max_header_bytes: int) -> WeightsFile:
             ties = dict(declared)
         except ValueError as exc:
             raise WeightsFileError(f"{path}: metadata pol.tied is malformed ({short_reason(exc)})") from None
+        for alias, target in ties.items():  # an alias is a name the file does not hold, of one it does
+            if alias in tensors or target not in tensors:
+                raise WeightsFileError(f"{path}: metadata pol.tied maps {alias[:60]!r} to {target[:60]!r}; a tied alias "
+                                       "must be absent from the file and name a tensor the file holds")
     return WeightsFile(str(path), "safetensors", tensors, dtypes, dict(metadata), ties)
 
 

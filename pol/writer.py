@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,6 +20,14 @@ from pol import chain
 from pol.hashing import state_digest, weights_digest
 from pol.proof_file import ProofWriter
 from pol.state import model_weights
+
+
+def write_estimate(state: dict[str, np.ndarray], indices_block: np.ndarray, chain_rows: int) -> int:
+    """An upper bound on the bytes one checkpoint job adds to the file: the tensors uncompressed
+    (coding only shrinks them, but for a few bytes of framing), the indices, the digest rows, and
+    HDF5's metadata (object headers, chunk indexes: a few KiB per dataset)."""
+    data = sum(int(np.asarray(v).nbytes) for v in state.values())
+    return data + data // 50 + int(indices_block.nbytes) + 96 * chain_rows + 3072 * (len(state) + 4) + (32 << 10)
 
 
 class BackgroundChainWriter:
@@ -54,6 +62,20 @@ class BackgroundChainWriter:
     def _step_job(self, state: dict[str, np.ndarray]) -> None:
         self._intermediate.append(state_digest(state))
 
+    def submit_snapshots(self, snapshots: list[tuple[Any, Any]]) -> None:
+        """Per-step snapshots from :class:`pol.stepdigest.StepHasher`, hashed here off the training thread.
+        Submitted in batches: each hand-over to the writer thread costs the training thread a switch of the
+        interpreter lock, which per step would cost a small model more than its step."""
+        if not snapshots:
+            return
+        self._throttle(self._steps_pending, self._max_pending_steps)
+        self._steps_pending.append(self._pool.submit(self._snapshot_job, snapshots))
+
+    def _snapshot_job(self, snapshots: list[tuple[Any, Any]]) -> None:
+        from pol.stepdigest import digest_of_snapshot
+
+        self._intermediate.extend(digest_of_snapshot(*snap) for snap in snapshots)
+
     def submit_step_digest(self, digest: bytes) -> None:
         """A precomputed per-step digest (building a proof from digests already in hand)."""
         self._steps_pending.append(self._pool.submit(self._append_digest, digest))
@@ -68,6 +90,8 @@ class BackgroundChainWriter:
     def _job(self, index: int, step: int, state: dict[str, np.ndarray], indices_block: np.ndarray) -> None:
         sd = state_digest(state)
         intermediate, self._intermediate = self._intermediate, []
+        self._writer.reserve(write_estimate(state if self._stored(index) is not None else {}, indices_block,
+                                            len(intermediate) + 1))
         if not self._step_digests and intermediate:
             raise RuntimeError("per-step digests were submitted for a plan that does not record them")
         if index == 0:
@@ -83,6 +107,12 @@ class BackgroundChainWriter:
         self._writer.flush()
         self.count = index + 1
         self._last_state = state
+
+    def resume_at(self, head: bytes, count: int, last_state: dict[str, np.ndarray]) -> None:
+        """Continue a chain whose first ``count`` links (ending in ``head``, at ``last_state``) are
+        already in the file (:mod:`pol.resume`)."""
+        self.drain()
+        self.head, self.count, self._last_state, self._intermediate = head, count, last_state, []
 
     def last_weights_digest(self) -> bytes:
         """Digest of the model weights of the last checkpoint written (after :meth:`drain`)."""

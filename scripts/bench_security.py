@@ -48,10 +48,23 @@ def trusted(public_key: Any) -> Any:
 
 def judge(forgery: Any, public_key: Any, *, seed: int | None = None, segments: int | None = None,
           mode: str = "auto") -> tuple[str, set[str], dict]:
-    """Verify a forgery at default settings; returns (verdict, failed check names, report info)."""
-    from verifier.api import VerifyOptions, verify
+    """Verify a forgery at default settings; returns (verdict, failed check names, report info).
+
+    A forgery the verifier refuses to judge (exit 2: e.g. an environment claim it cannot reproduce)
+    has the verdict ``"refused"``: not accepted, and not a rejection on the training."""
+    from pol.errors import InputError
+    from verifier.api import VerifyOptions
 
     options = VerifyOptions(segments=segments, seed=seed, mode=mode)
+    try:
+        return _judge(forgery, public_key, options)
+    except InputError as exc:
+        return "refused", set(), {"refused": str(exc)}
+
+
+def _judge(forgery: Any, public_key: Any, options: Any) -> tuple[str, set[str], dict]:
+    from verifier.api import verify
+
     if "weights" in forgery.extra_files:
         from scripts.attacks.stale import check_published
 
@@ -83,6 +96,8 @@ def forged_fraction(forgery: Any, n: int) -> float | None:
         return 1.0 / n
     if name.startswith("data-substitution") and "segments_touched" in info and forgery.expected_checks == {"replay"}:
         return info["segments_touched"] / n
+    if "forged_fraction" in info:
+        return float(info["forged_fraction"])
     if name == "splice-reindexed":
         return (n - info["join_segment"]) / n
     return None
@@ -126,7 +141,7 @@ def run(trials: int, steps: int, every: int, attacks: list[str], workdir: Path,
                                                   mode=mode))
             verify_s += time.perf_counter() - started
             honest_rejected += report.verdict != "verified"
-            replayed += len(report.info.get("replayed_segments", [])) * every
+            replayed += int(report.info.get("replayed_steps", 0))
             trained += steps
             claimed.append(report.info.get("detection_probability", {}))
             honest.append(path)
@@ -134,7 +149,7 @@ def run(trials: int, steps: int, every: int, attacks: list[str], workdir: Path,
     n_segments = -(-steps // every)
     results: dict[str, Any] = {}
     for name in attacks:
-        rows = {"detected": 0, "for_expected_reason": 0, "trials": 0, "failing_checks": Counter(),
+        rows = {"detected": 0, "refused": 0, "for_expected_reason": 0, "trials": 0, "failing_checks": Counter(),
                 "predicted": [], "generate_s": 0.0, "attacker_steps": 0, "info": {}}
         with bar(name, trials) as advance:
             for t in range(trials):
@@ -148,7 +163,10 @@ def run(trials: int, steps: int, every: int, attacks: list[str], workdir: Path,
                 verdict, failed, info = judge(forgery, bytes(attacker.verify_key), seed=seed, mode=mode)
                 rows["trials"] += 1
                 rows["detected"] += verdict != "verified"
-                rows["for_expected_reason"] += verdict != "verified" and forgery.expected_checks <= failed
+                rows["refused"] += verdict == "refused"
+                expected = (verdict == "refused" and forgery.expect_refusal_in_auto_mode and mode == "auto") or \
+                    (verdict == "rejected" and forgery.expected_checks <= failed)
+                rows["for_expected_reason"] += expected
                 rows["failing_checks"].update(failed)
                 frac = forged_fraction(forgery, n_segments)
                 s = int(info.get("segments_replayed", 0) or 0)
@@ -161,6 +179,7 @@ def run(trials: int, steps: int, every: int, attacks: list[str], workdir: Path,
         n = rows["trials"]
         results[name] = {
             "detection_rate": rows["detected"] / n,
+            "refused_rate": rows["refused"] / n,
             "trials": n,
             "caught_for_expected_reason": rows["for_expected_reason"] / n,
             "expected_checks": rows["expected"],
@@ -191,6 +210,8 @@ def render(doc: dict[str, Any]) -> str:
              f"{'attack':<30} {'detected':>9} {'expected':>9} {'predicted':>9}  failing checks"]
     for name, r in doc["attacks"].items():
         checks = ", ".join(f"{k}:{v}" for k, v in r["failing_checks"].items()) or "-"
+        if r.get("refused_rate"):
+            checks = f"refused (exit 2) {r['refused_rate']:.0%}; " + checks
         lines.append(f"{name:<30} {r['detection_rate']:>9.0%} {r['caught_for_expected_reason']:>9.0%} "
                      f"{r['predicted_detection']:>9.1%}  {checks}")
     lines += [

@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from pol.hashing import canonical_json  # one canonical JSON for the whole project
-from pol.strict_json import loads_strict  # and one strict reader
 from tee_sim.errors import TeeInputError
 
 __all__ = ["canonical_json", "strict_json_loads", "from_hex", "require"]
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 overflows to inf, which canonical JSON cannot hold
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def strict_json_loads(data: bytes | str, error: type[TeeInputError], what: str) -> Any:
     """Parse untrusted JSON, rejecting duplicate keys and NaN/Infinity (also as 1e999), raising ``error``."""
     try:
-        return loads_strict(data)
-    except ValueError as exc:  # UnicodeDecodeError is a ValueError
+        if isinstance(data, bytes):
+            data = data.decode("utf-8")
+        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                          parse_float=_finite_float)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise error(f"{what} is not valid JSON: {exc}") from None
 
 

@@ -44,14 +44,12 @@ def _state_option(fn: Any) -> Any:
 
 
 def _read_state(path: Path, what: str) -> bytes:
+    from pol.smallfiles import JSON_FILE_BYTES, read_small_file
     from tee_sim.errors import StateError
 
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise StateError(f"{what} not found at {path}; run `pol tee init --state {path.parent}` first") from None
-    except OSError as exc:
-        raise StateError(f"cannot read {what} at {path}: {exc.strerror or exc}") from None
+    if not path.exists():
+        raise StateError(f"{what} not found at {path}; run `pol tee init --state {path.parent}` first")
+    return read_small_file(path, JSON_FILE_BYTES, what, StateError)
 
 
 def _store(root: Path, root_public_key: bytes) -> Any:
@@ -307,10 +305,9 @@ def _refresh(root: Path, root_public_key: bytes, offered: Path | None) -> Any:
     path = offered or root / "collateral.json"
     if offered is None and not path.exists():
         return StoreUpdate.UNCHANGED
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CollateralFormatError(f"cannot read collateral {path}: {exc.strerror or exc}") from None
+    from pol.smallfiles import JSON_FILE_BYTES, read_small_file
+
+    data = read_small_file(path, JSON_FILE_BYTES, "collateral", CollateralFormatError)
     return _store(root, root_public_key).offer(Collateral.from_bytes(data))
 
 
@@ -408,6 +405,7 @@ def verify_cmd(
     state: str | None,
 ) -> None:
     """Verify a simulated quote. Exit 0 accepted (simulated), 1 rejected, 2 malformed input."""
+    from pol.terminal import printable
     from tee_sim.errors import TeeInputError
 
     try:
@@ -427,7 +425,7 @@ def verify_cmd(
         click.echo(f"SIMULATED TEE attestation: {result.verdict.upper()}")
         for check in result.checks:
             mark = "ok  " if check.passed else "FAIL"
-            click.echo(f"  {mark} {check.name:<30} {check.figure:<24.64} {check.detail}")
+            click.echo(printable(f"  {mark} {check.name:<30} {check.figure:<24.64} {check.detail}"))
         if result.reasons:
             click.echo("reasons: " + ", ".join(r.value for r in result.reasons))
     ctx.exit(0 if result.verdict in ("accepted", "accepted (simulated)") else 1)
@@ -454,10 +452,9 @@ def _verify(
     quote_path = Path(quote_file)
 
     def read(path: Path, what: str, error: type[TeeInputError]) -> bytes:
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+        from pol.smallfiles import DATA_FILE_BYTES, read_small_file
+
+        return read_small_file(path, DATA_FILE_BYTES, what, error)
 
     quote_bytes = read(quote_path, "quote", QuoteFormatError)
     data = read(Path(input_file), "enclave input", TeeInputError)
@@ -472,7 +469,13 @@ def _verify(
     if not no_refresh:
         refreshed["vendor"] = _refresh(root, root_key, None).value
     if collateral_file is not None:
-        refreshed["offered"] = _refresh(root, root_key, Path(collateral_file)).value
+        from tee_sim.collateral_store import StoreUpdate
+        from tee_sim.errors import CollateralFormatError
+
+        offered = _refresh(root, root_key, Path(collateral_file))
+        if offered is StoreUpdate.UNTRUSTED:  # the user asked for this file: say so, never ignore it silently
+            raise CollateralFormatError(f"collateral {collateral_file} is not signed by the pinned vendor root")
+        refreshed["offered"] = offered.value
     verifier = AttestationVerifier(root_public_key=root_key, collateral=_store(root, root_key), policy=policy,
                                    nonces=NonceRegistry(path=root / "nonces.json"))
     return verifier.verify(quote_bytes, nonce=nonce, input=data, output=output), refreshed

@@ -76,7 +76,9 @@ class CollateralStore:
         if not self._path.exists():
             return None
         what = f"collateral store {self._path}"
-        doc = strict_json_loads(self._path.read_bytes(), StateError, what)
+        from pol.smallfiles import JSON_FILE_BYTES, read_small_file
+
+        doc = strict_json_loads(read_small_file(self._path, JSON_FILE_BYTES, what, StateError), StateError, what)
         if require(doc, "kind", str, StateError, what) != _KIND:
             raise StateError(f"{what}: kind is not {_KIND!r}")
         body = require(doc, "collateral", dict, StateError, what)

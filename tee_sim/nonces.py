@@ -82,7 +82,10 @@ class NonceRegistry:
         if not self._path.exists():
             self._entries = {}
             return
-        obj = strict_json_loads(self._path.read_bytes(), NonceFormatError, f"nonce store {self._path}")
+        from pol.smallfiles import JSON_FILE_BYTES, read_small_file
+
+        what = f"nonce store {self._path}"
+        obj = strict_json_loads(read_small_file(self._path, JSON_FILE_BYTES, what, NonceFormatError), NonceFormatError, what)
         entries = obj.get("nonces") if isinstance(obj, dict) else None
         if not isinstance(entries, dict):
             raise NonceFormatError(f"nonce store {self._path}: missing 'nonces' object")

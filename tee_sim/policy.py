@@ -185,10 +185,9 @@ def write_policy_file(path: str | os.PathLike[str], *, root_public_key: bytes, p
 
 def read_policy_file(path: str | os.PathLike[str]) -> tuple[bytes, AttestationPolicy]:
     """(pinned root public key, policy) from a policy file; PolicyError if malformed."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
+    from pol.smallfiles import JSON_FILE_BYTES, read_small_file
+
+    raw = read_small_file(path, JSON_FILE_BYTES, "policy file", PolicyError)
     obj = strict_json_loads(raw, PolicyError, f"policy file {path}")
     if require(obj, "schema_version", int, PolicyError, "policy") != 1:
         raise PolicyError("policy: unsupported schema_version (expected 1)")

@@ -19,6 +19,7 @@ from pol.errors import InputError
 from pol.keys import TrustedKey, resolve_trusted_key
 from pol.legacy import LEGACY_UNVERIFIABLE_CHECKS, is_legacy, legacy_limitations
 from pol.proof_file import ProofReader
+from pol.resources import check_model_size
 from pol.tasks import TaskData, load_data, resolve_spec
 from verifier import checks
 from verifier.calibration import FACTOR, FLOOR, calibrated, measure_noise
@@ -44,6 +45,7 @@ LATER_CHECKS = ("checkpoints", "plan_consistency", "final_weights", "data_commit
 @dataclass(frozen=True)
 class VerifyOptions:
     segments: int | None = None          # None: the default share (see verifier.sampling), or --confidence
+    steps: int = 0                       # single steps to draw (proofs with per-step digests; start states regenerated here)
     confidence: float | None = None      # with forged_fraction: draw enough segments for this guarantee
     forged_fraction: float | None = None
     seed: int | None = None              # verifier's randomness; None: OS entropy
@@ -131,6 +133,7 @@ def verify_open(reader: ProofReader, *, public_key: str | TrustedKey | None = No
         report.info["stopped_early"] = True
         return report
     model_spec = resolve_spec(reader.plan.model.get("spec"), opts.model, "model")
+    check_model_size(model_spec, reader.plan.model.get("kwargs") or {}, reader.byte_budget)  # before any is built
     reader.model_spec = model_spec  # checkpoint 0 of a compact proof decodes against the seeded model
     data_spec = resolve_spec(reader.plan.data.get("spec"), opts.data, "data")
     if opts.model_kwargs is not None and opts.model_kwargs != reader.plan.model.get("kwargs"):
@@ -154,8 +157,9 @@ def verify_open(reader: ProofReader, *, public_key: str | TrustedKey | None = No
                          opts.use_embedded_response)
     with ReplayPool(config, opts.workers) as pool:  # workers start now, overlapping the checks below
         data = load_data(data_spec, data_kwargs)
+        expected = pool.expected_initial_state(reader)
+        reader.use_seeded_base(expected)  # compact proofs code checkpoint 0 against it
         scan = scan_checkpoints(reader)
-        expected = checks.expected_initial_state(reader, model_spec)
         later = [checks.checkpoints_check(reader, scan, model_layout(expected)),
                  checks.plan_consistency_check(reader, scan, len(data.train), committed_order=not legacy),
                  checks.final_weights_check(reader)]
@@ -230,8 +234,9 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
         "detection_probability": {"f=0.1": round(detection_probability(n_segments, len(uniform), 0.1), 4),
                                   "f=0.5": round(detection_probability(n_segments, len(uniform), 0.5), 4)},
         "smallest_forged_fraction_caught_99pct": smallest_detectable_fraction(n_segments, len(uniform), 0.99),
-        "single_segment": ("a single forged segment is caught with certainty when it is one of the targeted "
-                           f"segments above; anywhere else with probability {len(uniform)}/{n_segments} = "
+        "single_segment": (f"a single forged segment is caught with certainty when it is one of the "
+                           f"{len(targeted.segments)} targeted segments (the last one, and where the updates are "
+                           f"largest); anywhere else with probability {len(uniform)}/{n_segments} = "
                            f"{len(uniform) / max(n_segments, 1):.3f} (uniform draw)"),
     })
     if steps:
@@ -250,7 +255,7 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
         return
     tolerance = config.tolerance
     if mode == "tolerance" and opts.calibrate and config.device == "cpu":
-        judge = SegmentJudge(config, data)
+        judge = SegmentJudge(config, data, reader)
         try:
             noise = measure_noise(judge, chosen[0])
         finally:
@@ -270,7 +275,7 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
     units = sorted([("segment", j) for j in chosen] + [("step", t) for t in steps],
                    key=lambda u: (int(reader.checkpoint_steps[u[1]]) if u[0] == "segment" else u[1], u[0]))
     advance = progress("replay", len(units)) if progress else None
-    all_outcomes = pool.judge(units, tolerance, advance, data)
+    all_outcomes = pool.judge(units, tolerance, advance, data, reader)
     outcomes = [o for o in all_outcomes if o.unit == "segment"]
     step_outcomes = [o for o in all_outcomes if o.unit == "step"]
     report.info["replay_seconds"] = round(time.perf_counter() - t0, 3)
@@ -345,4 +350,9 @@ def select_units(reader: ProofReader, n: int, count: int, seed: int | None,
                              "the verifier draws")
         return segs, steps, None, challenge.NON_INTERACTIVE_NOTE
     chosen, used = choose_segments(n, count, seed)
-    return chosen, [], used, "uniform, verifier's randomness"
+    steps: list[int] = []
+    if opts.steps:
+        if reader.step_state_digests is None:
+            raise InputError("this proof commits no per-step digests: --steps cannot be judged (record with step digests)")
+        steps, _ = choose_segments(reader.plan.num_steps, opts.steps, used + 1)
+    return chosen, steps, used, "uniform, verifier's randomness"

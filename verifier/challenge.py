@@ -50,6 +50,7 @@ RESPONSE_FORMAT = "pol-response"
 RESPONSE_VERSION = 2
 CHALLENGE_FIELDS = ("schema", "plan_digest", "chain_head", "segments", "steps", "nonce")  # what a response must echo
 MAX_CHALLENGE_BYTES = 1 << 22
+MAX_CHALLENGE_UNITS = 1_000_000
 NON_INTERACTIVE_NOTE = ("non-interactive (Fiat-Shamir over the chain head), used because you asked: a prover can "
                         "grind re-rolls; about (1-f)^-s cheap tries defeat it, see docs/SECURITY.md")
 STEP_NAME = r"[0-9]{12}"
@@ -204,20 +205,27 @@ def read_response(path: str | os.PathLike[str], reader: ProofReader) -> tuple[di
         text = f.root.attrs["challenge"]
         if len(text) > MAX_CHALLENGE_BYTES:
             raise ProofFormatError("the response's challenge is too large")
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise ProofFormatError(f"{path}: malformed challenge in response ({exc})") from None
+        from pol.smallfiles import parse_json
+
+        doc = parse_json(text, f"{path}: the challenge in the response", ProofFormatError)
         if not isinstance(doc, dict):
             raise ProofFormatError(f"{path}: the challenge in the response is not a JSON object")
         return doc, _read_states(f.root.get("states")), _read_states(f.root.get("steps"))
 
 
 def _valid_units(values: Any, limit: int, what: str) -> list[int]:
-    if not isinstance(values, list) or len(values) > 1_000_000 or not all(
+    if not isinstance(values, list) or len(values) > MAX_CHALLENGE_UNITS or not all(
             isinstance(s, int) and not isinstance(s, bool) and 0 <= s < limit for s in values):
         raise ProofFormatError(f"the challenge's {what} list is malformed")
     return sorted(set(values))
+
+
+def challenged_units(doc: dict[str, Any], reader: ProofReader) -> tuple[list[int], list[int]]:
+    """The segments and steps a challenge names, each within this proof (ProofFormatError otherwise)."""
+    if {k: doc.get(k) for k in ("plan_digest", "chain_head")} != _binding(reader):
+        raise InputError("the challenge was issued for a different proof")
+    return (_valid_units(doc["segments"], reader.num_checkpoints - 1, "segment"),
+            _valid_units(doc.get("steps", []), reader.plan.num_steps, "step"))
 
 
 def issued_units(response: str | os.PathLike[str], issued: str | os.PathLike[str],
@@ -225,13 +233,11 @@ def issued_units(response: str | os.PathLike[str], issued: str | os.PathLike[str
     """Verifier side: the segments and steps of the challenge it issued (file ``issued``), after
     checking that ``response`` answers exactly that challenge; plus the response's states."""
     doc = read_challenge(issued)
-    if {k: doc.get(k) for k in ("plan_digest", "chain_head")} != _binding(reader):
-        raise InputError(f"the challenge {issued} was issued for a different proof")
+    segments, steps = challenged_units(doc, reader)
     answered, states, step_states = read_response(response, reader)
     if {k: answered.get(k) for k in CHALLENGE_FIELDS} != {k: doc.get(k) for k in CHALLENGE_FIELDS}:
         raise InputError("the response answers a different challenge than the one you issued")
-    return (_valid_units(doc["segments"], reader.num_checkpoints - 1, "segment"),
-            _valid_units(doc.get("steps", []), reader.plan.num_steps, "step"), states, step_states)
+    return segments, steps, states, step_states
 
 
 def embedded_units(reader: ProofReader) -> tuple[list[int], list[int]]:
@@ -269,13 +275,20 @@ def save_challenge(challenge: dict[str, Any], path: str | os.PathLike[str]) -> N
 
 
 def read_challenge(path: str | os.PathLike[str]) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        if p.stat().st_size > MAX_CHALLENGE_BYTES:
-            raise InputError(f"{path} is larger than a challenge can be ({MAX_CHALLENGE_BYTES} bytes)")
-        doc = json.loads(p.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read challenge {path}: {str(exc)[:160]}") from None
+    """A challenge file (untrusted: a prover reads the verifier's, a verifier its own copy):
+    strict JSON of at most :data:`MAX_CHALLENGE_BYTES`, with the fields :func:`make_challenge` writes."""
+    from pol.smallfiles import parse_json, read_small_file
+
+    doc = parse_json(read_small_file(path, MAX_CHALLENGE_BYTES, "challenge", InputError), f"challenge {path}")
     if not isinstance(doc, dict) or doc.get("schema") != CHALLENGE_SCHEMA or not isinstance(doc.get("segments"), list):
         raise InputError(f"{path} is not a {CHALLENGE_SCHEMA} document")
+    for name in ("segments", "steps"):
+        units = doc.get(name, [])
+        if not isinstance(units, list) or len(units) > MAX_CHALLENGE_UNITS or not all(
+                isinstance(u, int) and not isinstance(u, bool) and 0 <= u < 1 << 62 for u in units):
+            raise InputError(f"{path}: {name} must be a list of at most {MAX_CHALLENGE_UNITS} non-negative integers")
+    for name in ("plan_digest", "chain_head", "nonce"):
+        if not isinstance(doc.get(name), str) or not doc[name] or len(doc[name]) > 128 or \
+                any(ch not in "0123456789abcdef" for ch in doc[name]):
+            raise InputError(f"{path}: {name} must be lowercase hex")
     return doc

@@ -22,6 +22,8 @@ from pol.cli._common import ProgressFactory, progress_enabled
               help="The challenge file you issued with 'pol challenge'; the response must answer exactly it.")
 @click.option("--segments", type=click.IntRange(min=0), default=None,
               help="Uniform segments to replay (default: ~4%, at least 4), besides the targeted ones.")
+@click.option("--steps", "step_count", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also replay this many single steps drawn with your randomness (start states regenerated here).")
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="With --forged-fraction: draw enough segments to catch that forged fraction with this probability.")
 @click.option("--forged-fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
@@ -55,7 +57,8 @@ from pol.cli._common import ProgressFactory, progress_enabled
               help="Your own Ed25519 secret key (pol keygen) that signs the --vote.")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
 def verify_cmd(target: str, key: str | None, proof: str | None, response: str | None, challenge: str | None,
-               segments: int | None, confidence: float | None, forged_fraction: float | None, top_updates: int,
+               segments: int | None, step_count: int, confidence: float | None, forged_fraction: float | None,
+               top_updates: int,
                use_embedded_response: bool, seed: int | None,
                device: str, mode: str, max_distance: float | None, min_progress: float | None,
                data_spec: str | None, data_kwargs: str | None, model_spec: str | None, model_kwargs: str | None,
@@ -73,7 +76,8 @@ def verify_cmd(target: str, key: str | None, proof: str | None, response: str | 
     tol = Tolerance()
     tol = Tolerance(max_distance if max_distance is not None else tol.max_distance,
                     min_progress if min_progress is not None else tol.min_progress)
-    opts = VerifyOptions(segments=segments, confidence=confidence, forged_fraction=forged_fraction, seed=seed,
+    opts = VerifyOptions(segments=segments, steps=step_count, confidence=confidence, forged_fraction=forged_fraction,
+                         seed=seed,
                          device=device, mode=mode, data=data_spec, model=model_spec, loss=loss_spec,
                          data_kwargs=json_option(data_kwargs, "--data-kwargs"),
                          model_kwargs=json_option(model_kwargs, "--model-kwargs"),
@@ -81,8 +85,15 @@ def verify_cmd(target: str, key: str | None, proof: str | None, response: str | 
                          calibrate=max_distance is None, use_embedded_response=use_embedded_response)
     from pol.weights_io import is_weights_path
 
+    from pol.workers.log import is_workers_log
+
     with ProgressFactory(progress_enabled(json_output)) as bars:
-        if is_weights_path(target):
+        if proof is None and not is_weights_path(target) and is_workers_log(target):  # a federated coordinator's log
+            from verifier.workers import WorkersVerifyOptions, verify_log
+
+            report = verify_log(target, public_key=key, progress=bars, options=WorkersVerifyOptions(
+                replays=segments, seed=seed, device=device, data=data_spec, model=model_spec))
+        elif is_weights_path(target):
             from verifier.published import verify_published
 
             report = verify_published(target, proof, public_key=key, options=opts, allow_cast=allow_cast,

@@ -82,6 +82,7 @@ def respond_cmd(proof: str, challenge_path: str | None, out: str | None, count: 
     from pol.tasks import load_data, resolve_spec
     from verifier.api import VerifyOptions, _auto_device, decide_mode
     from verifier.challenge import (
+        challenged_units,
         embed_response,
         needed_checkpoints,
         needed_steps,
@@ -119,8 +120,8 @@ def respond_cmd(proof: str, challenge_path: str | None, out: str | None, count: 
             raise InputError("--out is required with --challenge")
         doc = read_challenge(challenge_path)  # type: ignore[arg-type]
         with ProofReader(proof, model_spec=model_spec) as reader:
-            segs = needed_checkpoints(reader, [s for s in doc["segments"] if isinstance(s, int)])
-            step_list = needed_steps(reader, [t for t in doc.get("steps", []) if isinstance(t, int)])
+            segs = needed_checkpoints(reader, challenged_units(doc, reader)[0])
+            step_list = needed_steps(reader, challenged_units(doc, reader)[1])
             wanted = sorted({int(reader.checkpoint_steps[i]) for i in segs} | set(step_list))
             by_step = states_for(reader, wanted)
             write_response(out, reader, doc, {i: by_step[int(reader.checkpoint_steps[i])] for i in segs},

@@ -142,20 +142,22 @@ class Ownership:
         }
 
     def render(self, stream: TextIO | None = None) -> None:
+        from pol.terminal import printable as p
+
         out = stream or sys.stderr
-        out.write(f"ownership of {self.weights} (digest {self.weights_digest[:16]}…)\n")
+        out.write(f"ownership of {p(self.weights)} (digest {self.weights_digest[:16]}…)\n")
         for c in self.claims:
-            out.write(f"  claim {c.index}: {c.verdict.upper():<26} {c.claim.proof}  signer {c.signer_fingerprint}\n")
+            out.write(f"  claim {c.index}: {c.verdict.upper():<26} {p(c.claim.proof)}  signer {c.signer_fingerprint}\n")
             detail = _claim_detail(c)
             if detail:
-                out.write(f"        {detail}\n")
+                out.write(f"        {p(detail)}\n")
         for edge in self.lineage:
-            out.write(f"  lineage: {edge['statement']}\n")
+            out.write(f"  lineage: {p(edge['statement'])}\n")
         for flag in self.flags:
-            out.write(f"  flag: {flag['statement']}\n")
+            out.write(f"  flag: {p(flag['statement'])}\n")
         for note in self.notes:
-            out.write(f"  note: {note}\n")
-        out.write(f"verdict: {self.verdict.upper()} — {self.explanation}\n")
+            out.write(f"  note: {p(note)}\n")
+        out.write(f"verdict: {self.verdict.upper()} — {p(self.explanation)}\n")
 
 
 def _claim_detail(c: ClaimResult) -> str:

@@ -90,6 +90,12 @@ def match_weights(wf: WeightsFile, expected: dict[str, np.ndarray], cast: str | 
     got = {_apply(k, file_prefixes): (v, wf.dtypes[k]) for k, v in wf.tensors.items()}
     want = {_apply(k, proof_prefixes): v for k, v in expected.items()}
     declared = {_apply(a, file_prefixes): _apply(b, file_prefixes) for a, b in wf.ties.items()}
+    unknown = sorted(set(declared) - set(want))
+    if unknown:  # metadata about tensors this model does not have: refused, never ignored
+        from pol.errors import WeightsFileError
+
+        raise WeightsFileError(f"{wf.path}: metadata pol.tied declares aliases the proof's model does not have: "
+                               f"{[u[:60] for u in unknown[:4]]}")
     if declared:
         info["ties_in_file"] = declared
 

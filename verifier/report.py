@@ -74,18 +74,24 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str)
 
     def render(self, stream: TextIO | None = None) -> None:
+        """The human-readable table. Every string is escaped (:func:`pol.terminal.printable`): a
+        proof's fields and file names reach the terminal as visible text, never as control codes."""
+        from pol.terminal import printable
+
         out = stream or sys.stderr
         width = max([len(c.name) for c in self.checks] + [5])
-        out.write(f"proof-of-learning verification: {self.subject}\n")
-        for key in ("mode", "signer_trust", "segments_replayed", "detection_probability", "warning"):
-            if key in self.info:
-                out.write(f"  {key.replace('_', ' ')}: {self.info[key]}\n")
+        out.write(f"proof-of-learning verification: {printable(self.subject)}\n")
+        for key in ("mode", "environment_adjustments", "signer_trust", "segment_selection", "segments_replayed",
+                    "targeted_segments", "steps_challenged", "detection_probability", "single_segment", "guarantee",
+                    "verify_compute_fraction", "warning"):
+            if self.info.get(key) not in (None, [], ""):
+                out.write(f"  {key.replace('_', ' ')}: {printable(self.info[key])}\n")
         for line in self.info.get("legacy_limitations", []):
-            out.write(f"  LEGACY: {line}\n")
+            out.write(f"  LEGACY: {printable(line)}\n")
         for c in self.checks:
             mark = {True: "PASS", False: "FAIL", None: "SKIP"}[c.passed]
-            line = f"  {mark}  {c.name:<{width}}  {c.figure}"
+            line = f"  {mark}  {printable(c.name):<{width}}  {printable(c.figure)}"
             out.write(line.rstrip() + "\n")
             if c.detail and c.passed is not True:
-                out.write(f"        {c.detail}\n")
+                out.write(f"        {printable(c.detail)}\n")
         out.write(f"verdict: {self.verdict.upper()}\n")

@@ -73,7 +73,8 @@ def targeted_segments(scan: CheckpointScan, n: int, top: int = DEFAULT_TOP,
     out = Targeted()
     if n <= 0:
         return out
-    out.reasons["last segment"] = [n - 1] if last_stretch is None else list(range(last_stretch, n))
+    # (``top=0`` is the private choice: the last segment only, even in a compact proof)
+    out.reasons["last segment"] = [n - 1] if last_stretch is None or top <= 0 else list(range(last_stretch, n))
     if top <= 0:
         return out
     for reason, figures in (("largest LR-normalised update", scan.update_size), ("largest raw update", scan.raw_update),

@@ -69,14 +69,16 @@ class SegmentOutcome:
 
 
 class SegmentJudge:
-    def __init__(self, config: JudgeConfig, data: TaskData | None = None):
+    def __init__(self, config: JudgeConfig, data: TaskData | None = None, reader: ProofReader | None = None):
+        """``reader``: the proof already open in this process (not closed by :meth:`close`)."""
         import torch
 
         if config.threads is not None:
             torch.set_num_threads(max(1, config.threads))
         torch.use_deterministic_algorithms(config.deterministic)
         self.config = config
-        self.reader = ProofReader(config.proof, model_spec=config.model_spec)
+        self._owns_reader = reader is None
+        self.reader = reader if reader is not None else ProofReader(config.proof, model_spec=config.model_spec)
         plan = self.reader.plan
         data = data or load_data(config.data_spec, plan.data.get("kwargs") or {})
         self.replayer = Replayer(plan, data.train, config.device, config.model_spec, config.loss_spec)
@@ -95,7 +97,8 @@ class SegmentJudge:
             self.responses, self.step_responses = load_embedded_response(self.reader)
 
     def close(self) -> None:
-        self.reader.close()
+        if self._owns_reader:
+            self.reader.close()
 
     # -- states -----------------------------------------------------------------------------
     def _state(self, i: int, start: bool = False) -> tuple[State | None, str]:
@@ -287,12 +290,22 @@ _WORKER: SegmentJudge | None = None
 
 
 def _init_worker(config: JudgeConfig) -> None:
+    import signal
+
     global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the workers
     _WORKER = SegmentJudge(config)
 
 
 def _ready() -> bool:
     return _WORKER is not None
+
+
+def _expected_initial_in_worker() -> State:
+    assert _WORKER is not None
+    from verifier.checks import expected_initial_state
+
+    return expected_initial_state(_WORKER.reader, _WORKER.config.model_spec)
 
 
 def _judge_in_worker(unit: "int | tuple[str, int]", tolerance: Tolerance) -> SegmentOutcome:
@@ -328,8 +341,17 @@ class ReplayPool:
                     self._pool.submit(_ready)  # the executor spawns processes on submit: start them now
         self.workers = workers
 
+    def expected_initial_state(self, reader: ProofReader) -> State:
+        """The initial state the run seed builds, computed where replay runs (the seeded init depends on
+        the CPU kernel family too, so it is built in the reproduced environment when that is a worker)."""
+        from verifier.checks import expected_initial_state
+
+        if self.in_parent:
+            return expected_initial_state(reader, self.config.model_spec)
+        return self._pool.submit(_expected_initial_in_worker).result()
+
     def judge(self, segments: list[Any], tolerance: Tolerance, advance: Any = None,
-              data: TaskData | None = None) -> list[SegmentOutcome]:
+              data: TaskData | None = None, reader: ProofReader | None = None) -> list[SegmentOutcome]:
         """Judge units (segment numbers, or ``("segment", j)`` / ``("step", t)``), in the given order."""
         from collections import deque
 
@@ -353,7 +375,7 @@ class ReplayPool:
 
         top_up()
         if self.in_parent:
-            judge = SegmentJudge(config, data)
+            judge = SegmentJudge(config, data, reader)
             try:
                 while pending:
                     j = pending.popleft()
@@ -374,5 +396,10 @@ class ReplayPool:
     def __enter__(self) -> "ReplayPool":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None and self._pool is not None:  # stopping (an error, Ctrl-C): do not wait for replays
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         self.close()

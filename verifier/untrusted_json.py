@@ -1,19 +1,18 @@
 """Strict reading of JSON documents that other parties send (votes, dispute messages).
 
-Duplicate keys, ``NaN``/``Infinity`` (also as ``1e999``; :mod:`pol.strict_json`) and documents
-above a size cap are refused with :class:`pol.errors.InputError` subclasses, so a document means
-one thing only.
+Duplicate keys, ``NaN``/``Infinity``, files that are not regular files and documents above a
+size cap are refused (:mod:`pol.smallfiles`) with :class:`pol.errors.InputError` subclasses, so a
+document means one thing only.
 Field helpers check JSON types exactly (a bool is not an int).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from pol.errors import InputError
-from pol.strict_json import loads_strict
+from pol.smallfiles import parse_json, read_small_file
 
 
 class DocumentError(InputError, ValueError):
@@ -21,27 +20,17 @@ class DocumentError(InputError, ValueError):
 
 
 def loads(data: bytes | str, what: str) -> dict[str, Any]:
-    """Parse one JSON object strictly."""
-    try:
-        doc = loads_strict(data)
-    except ValueError as exc:
-        raise DocumentError(f"{what} is not valid JSON: {str(exc)[:160]}") from None
+    """Parse one JSON object strictly (:func:`pol.smallfiles.parse_json`)."""
+    doc = parse_json(data, what, DocumentError)
     if not isinstance(doc, dict):
         raise DocumentError(f"{what} is not a JSON object")
     return doc
 
 
 def load(path: str | os.PathLike[str], max_bytes: int, what: str) -> dict[str, Any]:
-    """Read and parse a JSON object from a file of at most ``max_bytes``."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > max_bytes:
-            raise DocumentError(f"{what} {p} is {size} bytes, more than the {max_bytes} allowed")
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise DocumentError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
-    return loads(raw, f"{what} {p}")
+    """Read (a regular file, at most ``max_bytes``: :func:`pol.smallfiles.read_small_file`) and parse
+    a JSON object."""
+    return loads(read_small_file(path, max_bytes, what, DocumentError), f"{what} {path}")
 
 
 def field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str, *, optional: bool = False) -> Any:

@@ -155,14 +155,9 @@ def _read_capped(path: str, what: str) -> bytes:
     from zk.errors import ZkFormatError
     from zk.link import MAX_EVIDENCE_BYTES
 
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_EVIDENCE_BYTES + 1)
-    except OSError as exc:
-        raise ZkFormatError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_EVIDENCE_BYTES:
-        raise ZkFormatError(f"{what} {path} is larger than {MAX_EVIDENCE_BYTES} bytes")
-    return data
+    from pol.smallfiles import read_small_file
+
+    return read_small_file(path, MAX_EVIDENCE_BYTES, what, ZkFormatError)
 
 
 @group.command("verify")
@@ -188,6 +183,8 @@ def verify_cmd(proof: str, ownership: str | None, challenge: str | None, opening
     Exit 0 only when every check passed under a trusted key; 1 when a check failed, the signer
     is only self-asserted (no --key), or a result is unbound (the file lacks the committed weights).
     """
+    from pol.terminal import printable
+
     import dataclasses
     import json
 
@@ -226,7 +223,7 @@ def verify_cmd(proof: str, ownership: str | None, challenge: str | None, opening
     else:
         marks = {True: "PASS", False: "FAIL", None: "INFO"}
         for c in result.checks:
-            click.echo(f"{marks[c['passed']]}  {c['name']:<18} {c['figure']:<28} {c['detail']}", err=True)
+            click.echo(printable(f"{marks[c['passed']]}  {c['name']:<18} {c['figure']:<28} {c['detail']}"), err=True)
         click.echo(f"verdict: {result.verdict.upper()}", err=True)
     if result.exit_code:
         raise click.exceptions.Exit(result.exit_code)

@@ -241,7 +241,15 @@ def _section_from(g: Any, path: Any) -> ZkSection:
         raise ZkFormatError(f"/zk is malformed: {exc}") from None
 
 
+_MEMBERS = frozenset({"checkpoints", "clipped", "commitments", "roots", "binding_proofs"})
+_ATTRS = frozenset({"schema_version", "run_id", "dst", "chunk_size", "scale_bits", "bits", "genset_id", "length",
+                    "layout", "signer", "signature"})
+
+
 def _parse_section(g: Any) -> ZkSection:
+    unknown = sorted(set(g.keys()) - _MEMBERS) + sorted(f"@{a}" for a in set(g.attrs.keys()) - _ATTRS)
+    if unknown:  # the signature covers the fields above only: anything else would ride along unsigned
+        raise ZkFormatError(f"/zk has entries this format does not define: {[u[:40] for u in unknown[:4]]}")
     version = _attr(g, "schema_version", int)
     if version != SCHEMA_VERSION:
         raise ZkFormatError(f"/zk schema version {version} is not supported (this build reads {SCHEMA_VERSION})")

@@ -33,6 +33,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "dispute": ("verifier.cli_dispute:group", "Bisect a disputed segment to one step; write and referee fraud proofs."),
     "zk": ("zk.cli:group", "Zero-knowledge commitments to checkpoints."),
     "tee": ("tee_sim.cli:group", "Simulated TEE attestation."),
+    "workers": ("pol.cli.workers:group", "Federated training with untrusted workers, verified by replay."),
+    "split": ("pol.cli.split:group", "Split learning: train a pipeline of signed nodes, verify it node by node."),
     "import-legacy": ("pol.cli.legacy:import_legacy", "Convert a reference-implementation (Jia et al.) proof directory."),
 }
 
@@ -67,32 +69,102 @@ def cli() -> None:
     """
 
 
+def _fail(message: str, exc: BaseException, argv: list[str] | None, code: int = 2) -> None:
+    """One line on stderr; with ``--json`` also the error document (docs/schemas/error.schema.json) on stdout."""
+    click.echo(message, err=True)
+    if "--json" in (argv if argv is not None else sys.argv[1:]):
+        import json
+
+        click.echo(json.dumps({"schema_version": 1, "verdict": "error", "error": message.removeprefix("pol: "),
+                               "error_type": type(exc).__name__, "exit_code": code}))
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Console entry point: maps project errors to exit codes and one-line messages."""
+    """Console entry point: maps project errors to exit codes and one-line messages.
+
+    Every message that may quote a file is escaped (:func:`pol.terminal.printable`): one line, no
+    control characters. Ctrl-C stops the command with one line and exit code 130.
+    """
+    from pol.errors import Interrupted
+    from pol.terminal import printable
+
     debug = os.environ.get("POL_DEBUG") == "1"
+    import warnings
+
+    previous, show_warning = _catch_interrupts(), warnings.showwarning
+    _one_line_warnings(debug)
     try:
         rv = cli.main(args=argv, prog_name="pol", standalone_mode=False)
+    except Interrupted as exc:
+        detail = f": {printable(exc)}" if str(exc) else ""
+        click.echo(f"pol: interrupted{detail}", err=True)
+        sys.exit(Interrupted.exit_code)
     except click.exceptions.Abort:
         click.echo("pol: aborted", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
+        _fail(f"pol: error: {printable(exc.format_message())}", exc, argv)
     except InputError as exc:
         if debug:
             raise
-        click.echo(f"pol: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(f"pol: error: {printable(exc)}", exc, argv, exc.exit_code)
     except PolError as exc:
         if debug:
             raise
-        click.echo(f"pol: error: {exc}", err=True)
-        sys.exit(2)
+        _fail(f"pol: error: {printable(exc)}", exc, argv)
     except Exception as exc:  # never a traceback for a user, never exit 0
         if debug:
             raise
-        click.echo(f"pol: internal error: {type(exc).__name__}: {exc} (POL_DEBUG=1 for a traceback)", err=True)
-        sys.exit(2)
+        _fail(f"pol: internal error: {type(exc).__name__}: {printable(exc, limit=300)} (POL_DEBUG=1 for a traceback)",
+              exc, argv)
+    finally:
+        _restore_interrupts(previous)
+        warnings.showwarning = show_warning
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+_OWN_PACKAGES = ("pol", "verifier", "zk", "tee_sim")
+
+
+def _one_line_warnings(debug: bool) -> None:
+    """Warnings of this project print as one escaped line; libraries' warnings (torch, h5py...)
+    are not the user's business unless POL_DEBUG=1."""
+    import warnings
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        from pol.terminal import printable
+
+        module = os.path.basename(os.path.dirname(filename))
+        own = module in _OWN_PACKAGES or os.path.basename(os.path.dirname(os.path.dirname(filename))) in _OWN_PACKAGES
+        # numpy's RuntimeWarnings (NaN in a cast...) on hostile values are not news: the checks judge them
+        if debug or (own and not issubclass(category, RuntimeWarning)):
+            click.echo(f"pol: warning: {printable(message)}", err=True)
+
+    warnings.showwarning = show
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    from pol.errors import Interrupted
+
+    raise Interrupted()
+
+
+def _catch_interrupts() -> Any:
+    """SIGINT raises :class:`pol.errors.Interrupted` (not KeyboardInterrupt, which click turns into
+    an "Aborted!" of exit code 1)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, _raise_interrupted)
+
+
+def _restore_interrupts(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)

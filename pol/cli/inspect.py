@@ -52,6 +52,8 @@ def summarize(path: str) -> dict:
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
 def inspect_cmd(proof: str, json_output: bool) -> None:
     """Summarise a proof file (does not verify it)."""
+    from pol.terminal import printable
+
     info = summarize(proof)
     if json_output:
         emit_json(info)
@@ -60,4 +62,4 @@ def inspect_cmd(proof: str, json_output: bool) -> None:
     for key, value in info.items():
         if key in ("schema_version",):
             continue
-        click.echo(f"{key:<{width}}  {value}")
+        click.echo(f"{key:<{width}}  {printable(value)}")

@@ -128,6 +128,7 @@ def card_text(proof: str, weights_name: str = "model.safetensors") -> str:
     from pol.proof_file import ProofReader
     from pol.publish import proof_metadata
     from pol.tasks import TASKS
+    from pol.terminal import printable
 
     with ProofReader(proof) as reader:
         meta = proof_metadata(reader)
@@ -140,7 +141,7 @@ def card_text(proof: str, weights_name: str = "model.safetensors") -> str:
             command += ["--model", "YOUR_MODULE:MODEL_BUILDER"]
         if plan.data.get("spec") not in TASKS:
             command += ["--data", "YOUR_MODULE:DATA_BUILDER"]
-        cmd = " ".join(shlex.quote(str(c)) for c in command)
+        cmd = printable(" ".join(shlex.quote(str(c)) for c in command))
         data = plan.data
         lines = [
             "---",
@@ -155,16 +156,16 @@ def card_text(proof: str, weights_name: str = "model.safetensors") -> str:
             "    scheme: merkle-sha256 over ordered sample digests",
             f"    merkle_root: \"{data['merkle_root']}\"",
             f"    num_samples: {int(data['num_samples'])}",
-            f"    spec: \"{data.get('spec')}\"",
+            f"    spec: \"{printable(data.get('spec')).replace(chr(34), chr(39))}\"",
             f"  training: {{steps: {plan.num_steps}, checkpoint_every: {plan.every}, batch_size: {plan.batch_size}, "
             f"seed: {plan.seed}, nonce: \"{plan.nonce}\"}}",
-            f"  plan_signed_at: \"{plan.created_at}\"",
+            f"  plan_signed_at: \"{printable(plan.created_at).replace(chr(34), chr(39))}\"",
             f"  verify: \"{cmd.replace(chr(34), chr(39))}\"",
             "---",
             "",
             "## Proof of learning",
             "",
-            f"These weights come with a signed proof-of-learning (`{proof}`): a training plan signed before the "
+            f"These weights come with a signed proof-of-learning (`{printable(proof)}`): a training plan signed before the "
             f"first step, {plan.num_checkpoints} hash-chained checkpoints over {plan.num_steps} steps, and a "
             "signature over the chain head and the final weights.",
             "",

@@ -10,7 +10,7 @@ from pol.cli._common import emit_json, progress, progress_enabled
 
 
 @click.command("train")
-@click.option("--task", required=True, help="Built-in task: digits-mlp, digits-cnn, synthetic-resnet20.")
+@click.option("--task", default=None, help="Built-in task: digits-mlp, digits-cnn, synthetic-resnet20.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Proof file to write (.pol.h5).")
 @click.option("--key", required=True, type=click.Path(dir_okay=False), help="Secret key from `pol keygen`.")
 @click.option("--every", default=10, show_default=True, help="k: checkpoint every k steps.")
@@ -28,12 +28,61 @@ from pol.cli._common import emit_json, progress, progress_enabled
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (recorded in the plan).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
               help="Train on this device (auto: CUDA when present). The plan records it.")
-@click.option("--force", is_flag=True, help="Overwrite an existing proof file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing proof file (or an interrupted run's partial one).")
+@click.option("--resume", is_flag=True,
+              help="Continue the interrupted run of --out from its last flushed checkpoint (OUT.partial); "
+                   "everything else comes from its signed plan.")
+@click.option("--model", "model_spec", default=None, help="With --resume: module:callable the plan's custom model needs.")
+@click.option("--data", "data_spec", default=None, help="With --resume: module:callable the plan's custom data needs.")
+@click.option("--loss", "loss_spec", default=None, help="With --resume: module:callable the plan's custom loss needs.")
 @click.option("--json", "json_output", is_flag=True, help="Print a JSON summary on stdout.")
-def train(task: str, out: str, key: str, every: int, epochs: int | None, steps: int | None, seed: int,
+def train(task: str | None, out: str, key: str, every: int, epochs: int | None, steps: int | None, seed: int,
           lr: float | None, batch_size: int | None, schedule: str, codec: str, anchor_every: int | None,
-          data_kwargs: str, threads: int | None, device: str, force: bool, json_output: bool) -> None:
-    """Train a built-in task while recording a signed proof."""
+          data_kwargs: str, threads: int | None, device: str, force: bool, resume: bool, model_spec: str | None,
+          data_spec: str | None, loss_spec: str | None, json_output: bool) -> None:
+    """Train a built-in task while recording a signed proof (or --resume an interrupted one).
+
+    The proof is written to OUT.partial and renamed to OUT when it is signed. Ctrl-C or a kill
+    leaves OUT.partial, readable up to its last checkpoint; --resume continues it.
+    """
+    from pol.errors import InputError, Interrupted
+    from pol.partial import partial_path
+
+    again = f"pol train --resume --out {out} --key {key}"
+    try:
+        if resume:
+            _resume(out, key, force, model_spec, data_spec, loss_spec, json_output)
+            return
+        if task is None:
+            raise InputError("--task is required (or --resume to continue an interrupted run)")
+        _train(task, out, key, every, epochs, steps, seed, lr, batch_size, schedule, codec, anchor_every, data_kwargs,
+               threads, device, force, json_output)
+    except Interrupted:
+        left = partial_path(out)
+        raise Interrupted(f"training stopped; the partial proof is {left} (continue it with: {again})"
+                          if left.exists() else "training stopped before anything was recorded") from None
+
+
+def _resume(out: str, key: str, force: bool, model_spec: str | None, data_spec: str | None,
+            loss_spec: str | None, json_output: bool) -> None:
+    from pol.resume import resume
+
+    started = time.perf_counter()  # the recorded device and thread count are the plan's, not the options'
+    plan, start = resume(out, key, model_spec=model_spec, data_spec=data_spec, loss_spec=loss_spec, device="auto",
+                         overwrite=force)
+    elapsed = time.perf_counter() - started
+    summary = {"proof": out, "resumed_from_step": start, "steps": plan.num_steps,
+               "checkpoints": plan.num_checkpoints, "seconds": round(elapsed, 2), "plan_digest": plan.digest().hex()}
+    if json_output:
+        emit_json(summary)
+    else:
+        click.echo(f"resumed at step {start} and recorded steps {start}..{plan.num_steps} to {out} in {elapsed:.1f}s",
+                   err=True)
+
+
+def _train(task: str, out: str, key: str, every: int, epochs: int | None, steps: int | None, seed: int,
+           lr: float | None, batch_size: int | None, schedule: str, codec: str, anchor_every: int | None,
+           data_kwargs: str, threads: int | None, device: str, force: bool, json_output: bool) -> None:
     import json
 
     import torch

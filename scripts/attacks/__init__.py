@@ -18,15 +18,18 @@ from functools import partial
 from typing import Any
 
 from scripts.attacks import (
+    adaptive,
     adversarial,
     blindfold,
     data_substitution,
     drift,
     fabricated_init,
+    grind,
     interpolation,
     jump,
     splice,
     stale,
+    structure,
 )
 from scripts.attacks.common import Forgery, Victim, load_victim
 
@@ -50,6 +53,21 @@ ATTACKS: dict[str, Generator] = {
     "stale-proof": stale.forge,
     "single-jump": jump.forge,
     "tolerance-drift": drift.forge,
+    # adaptive forgeries against the verifier's own rules (issue 11)
+    "zero-compute": adaptive.zero_compute,
+    "zero-compute-torch-suffix": partial(adaptive.zero_compute, claim="torch-suffix"),
+    "zero-compute-cuda": partial(adaptive.zero_compute, claim="cuda"),
+    "momentum-jump": partial(adaptive.momentum_jump, claim=None),
+    "momentum-jump-cuda": adaptive.momentum_jump,
+    "lr-masked-jump": adaptive.lr_masked_jump,
+    "compact-final-jump": structure.compact_final_jump,
+    "missing-checkpoint": structure.missing_checkpoint,
+    "ground-fiat-shamir": grind.ground_fiat_shamir,
+    "victim-seed-continuation": grind.victim_seed_continuation,
+    "nan-final": structure.nan_final,
+    "float16-final": structure.float16_final,
+    "extra-tensor": structure.extra_tensor,
+    "skip-batches": structure.skip_batches,
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -69,6 +87,20 @@ DESCRIPTIONS: dict[str, str] = {
     "stale-proof": "(g) run A's proof presented with run B's weights (published weights)",
     "single-jump": "(h) honest run whose last segment jumps to W",
     "tolerance-drift": "(i) honest run nudged toward W by 4.5% of each update (under the 5% tolerance)",
+    "zero-compute": "no training: LR 1e-6, line to W, crafted momentum drives each replay",
+    "zero-compute-torch-suffix": "zero-compute, plan claims a torch build no verifier has",
+    "zero-compute-cuda": "zero-compute, plan claims a CUDA device",
+    "momentum-jump": "honest run, last 5 segments carried to W by crafted momentum",
+    "momentum-jump-cuda": "momentum-jump, plan claims a CUDA device",
+    "lr-masked-jump": "one segment jumps to W under a committed LR spike that normalises it away",
+    "compact-final-jump": "compact proof whose last segment jumps to W",
+    "missing-checkpoint": "full proof missing checkpoint n-1; the last segment jumps to W",
+    "ground-fiat-shamir": "20% trained islands, embedded Fiat-Shamir response ground to hit them",
+    "victim-seed-continuation": "victim's trajectory (seed, nonce, states) continued and signed by the thief",
+    "nan-final": "one final weight is NaN",
+    "float16-final": "final checkpoint stored as float16",
+    "extra-tensor": "an extra (signed) tensor in a middle checkpoint",
+    "skip-batches": "5% of segments trained on other batches than committed",
 }
 
 __all__ = ["ATTACKS", "DESCRIPTIONS", "Forgery", "Victim", "load_victim"]

@@ -43,6 +43,7 @@ class Victim:
     states: list[State] | None = None
     indices: np.ndarray | None = None
     path: Path | None = None
+    step_digests: list[bytes] | None = None
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Forgery:
     extra_files: dict[str, Path] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     trained_steps: int = 0               # optimizer steps the attacker actually ran
+    expect_refusal_in_auto_mode: bool = False  # an environment claim no verifier reproduces: exit 2, not a verdict
 
 
 def load_victim(path: str | os.PathLike[str]) -> Victim:
@@ -63,7 +65,8 @@ def load_victim(path: str | os.PathLike[str]) -> Victim:
         last = r.num_checkpoints - 1
         weights = {k: v.copy() for k, v in model_weights(r.checkpoint_state(last)).items()}
         states = read_states(r) if r.mode == "full" else None
-        return Victim(r.plan, weights, states, r.indices(), Path(path))
+        steps = list(r.step_state_digests) if r.step_state_digests is not None else None
+        return Victim(r.plan, weights, states, r.indices(), Path(path), steps)
 
 
 def as_key(key: SigningKey | str | os.PathLike[str]) -> SigningKey:

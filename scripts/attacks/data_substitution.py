@@ -40,7 +40,8 @@ def forge(victim: Victim, out: str | os.PathLike[str], key, seed: int = 0, *, fr
     x, y = data.train.tensors
     rng = np.random.default_rng(seed)
     count = int(fraction) if fraction >= 1 else max(1, round(fraction * len(y)))
-    changed = rng.choice(len(y), size=count, replace=False)
+    used = np.unique(committed_indices(plan))  # a substitution only matters for samples the run trains on
+    changed = rng.choice(used, size=min(count, len(used)), replace=False)
     y2 = y.clone()
     classes = int(y.max()) + 1
     y2[changed] = (y2[changed] + 1 + int(rng.integers(0, classes - 1))) % classes

@@ -149,4 +149,7 @@ def test_every_registered_attack_has_a_test() -> None:
               "adversarial-near-real", "adversarial-seeded-real", "fabricated-init", "fabricated-init-fresh",
               "splice", "splice-reindexed", "data-substitution-real", "data-substitution-committed",
               "data-substitution-one-label", "stale-proof", "single-jump", "tolerance-drift"}
+    tested |= {"zero-compute", "zero-compute-torch-suffix", "zero-compute-cuda", "momentum-jump", "momentum-jump-cuda",
+               "lr-masked-jump", "compact-final-jump", "missing-checkpoint", "ground-fiat-shamir",
+               "victim-seed-continuation", "nan-final", "float16-final", "extra-tensor", "skip-batches"}  # test_adaptive
     assert set(ATTACKS) == tested

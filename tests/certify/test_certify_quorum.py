@@ -278,6 +278,6 @@ def test_untrusted_json_is_parsed_strictly() -> None:
     from verifier.untrusted_json import DocumentError, loads
 
     assert loads('{"a": 1}', "doc") == {"a": 1}
-    for text in ('{"a": 1, "a": 2}', '{"a": NaN}', '{"a": 1e999}', '[1]', b'\xff'):
+    for text in ('{"a": 1, "a": 2}', '{"a": NaN}', '{"a": Infinity}', '[1]', b'\xff'):
         with pytest.raises(DocumentError):
             loads(text, "doc")

@@ -14,6 +14,7 @@ import torch
 import pol
 from pol.errors import PlanError
 from pol.hashing import state_digest
+from pol.partial import partial_path
 from pol.proof_file import ProofReader
 from pol.sampler import BatchSchedule
 from pol.schedule import lr_at
@@ -73,7 +74,7 @@ def test_lr_scheduler_outside_the_plan_is_refused(tmp_path: Path, keys: dict) ->
 
 
 def test_gradient_accumulation_not_in_the_plan_is_refused(tmp_path: Path, keys: dict) -> None:
-    with pytest.raises(PlanError, match="commits to 1 per step"):
+    with pytest.raises(PlanError, match="commits 1 forward pass"):
         with pol.Recorder(tmp_path / "p.pol.h5", key=keys["key"], every=5, seed=0, task="digits-mlp", steps=20) as rec:
             m, opt, loader = rec.attach(optimizer=_sgd, data_loader=_loader())
             for i, (x, y) in enumerate(loader):
@@ -105,7 +106,8 @@ def test_process_killed_between_checkpoints_leaves_readable_file(tmp_path: Path,
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert res.returncode == 9, res.stderr
-    with ProofReader(proof) as r:
+    assert not proof.exists()  # only a signed proof is renamed into place (pol.partial)
+    with ProofReader(partial_path(proof)) as r:
         assert r.final is None and r.final_signature is None
         assert r.num_checkpoints == 4  # steps 0, 5, 10, 15
         assert r.num_recorded_steps == 15
@@ -140,3 +142,24 @@ def test_device_option_moves_the_model_before_the_optimizer(tmp_path: Path, keys
     model = rec.initial_model()
     with pytest.raises(PlanError, match="callable"):
         rec.attach(model=model, optimizer=_sgd(model.parameters()), data_loader=_loader())
+
+
+def test_fast_step_digest_equals_the_state_digest_of_a_captured_state() -> None:
+    """The recorder hashes every step's state through pol.stepdigest (one buffer per half of the state);
+    its digest must be the state digest a verifier computes from a captured state, for every optimizer's
+    state layout (momentum buffers, Adam moments and step counters, Adagrad accumulators, BatchNorm buffers)."""
+    from pol.state import capture, param_names
+    from pol.stepdigest import StepHasher, digest_of_snapshot
+
+    for make in (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), lambda p: torch.optim.Adam(p, lr=1e-3),
+                 lambda p: torch.optim.Adagrad(p, lr=0.1)):
+        model = pol.seeded_model("digits-cnn", {}, seed=0)
+        opt = make(model.parameters())
+        names = param_names(model, opt)
+        hasher = StepHasher(model, opt, names)
+        x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+        for step in range(3):  # before the first step (no optimizer state for SGD) and after
+            assert digest_of_snapshot(*hasher.snapshot(step, 0.05)) == state_digest(capture(model, opt, step, names, 0.05))
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from cli_runner import run_json, run_pol
+from cli_runner import error_document, run_json, run_pol
 from publish_helpers import forge_interpolation, record_run
 
 FAST = ["--segments", "2", "--seed", "0"]
@@ -98,7 +98,7 @@ def test_finetune_needs_user_named_model_code(finetune: tuple[Path, Path], hones
     b_proof, b_weights = finetune
     code, out, err = run_pol(["ownership", "--weights", b_weights, "--claim", b_proof, "--key", keys["other_pub"],
                               "--json"], capsys)
-    assert code == 2 and out == "" and "--model" in err and "claim 0" in err
+    assert code == 2 and error_document(out)["verdict"] == "error" and "--model" in err and "claim 0" in err
 
 
 def test_independent_runs(tmp_path: Path, exported: Path, honest_proof: Path, keys: dict,

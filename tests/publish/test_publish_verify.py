@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_runner import failed_checks, run_json, run_pol
+from cli_runner import error_document, failed_checks, run_json, run_pol
 from publish_helpers import record_run
 from safetensors.torch import load_file, save_file
 
@@ -184,7 +184,7 @@ def test_pickle_refused_without_allow_pickle(exported: Path, honest_proof: Path,
         path = tmp_path / f"model{suffix}"
         torch.save(load_file(str(exported)), path)
         code, out, err = run_pol(["verify", path, "--proof", honest_proof, "--key", keys["pub"], "--json"], capsys)
-        assert code == 2 and out == ""
+        assert code == 2 and error_document(out)["exit_code"] == 2
         assert "--allow-pickle" in err and len(err.strip().splitlines()) == 1
     code, doc = verify_weights(path, honest_proof, keys["pub"], capsys, "--allow-pickle")
     assert code == 0 and doc["weights_format"] == "pickle"
@@ -242,7 +242,7 @@ def test_malformed_weights_exit_2(name: str, honest_proof: Path, keys: dict, tmp
     path = tmp_path / f"{name}.safetensors"
     path.write_bytes(MALFORMED[name])
     code, out, err = run_pol(["verify", path, "--proof", honest_proof, "--key", keys["pub"], "--json"], capsys)
-    assert code == 2 and out == ""
+    assert code == 2 and error_document(out)["exit_code"] == 2
     assert err.startswith("pol: error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
     code, out, err = run_pol(["digest", path], capsys)
     assert code == 2 and err.startswith("pol: error:")

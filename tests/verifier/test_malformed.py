@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import zstandard
-from cli_runner import run_pol
+from cli_runner import error_document, run_pol
 
 from pol.hashing import canonical_json
 
@@ -108,7 +108,7 @@ def test_malformed_proof_exits_2_with_one_line(name: str, honest_proof: Path, ke
         MUTATIONS[name](f)
     code, out, err = run_pol(["verify", bad, "--key", keys["pub"], "--segments", "4", "--seed", "0", "--json"], capsys)
     assert code == 2, f"{name}: exit {code}\n{out[:500]}"
-    assert out == "" and err.startswith("pol: error:") and len(err.strip().splitlines()) == 1, err
+    assert error_document(out)["error"] in err and err.startswith("pol: error:") and len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err and "internal error" not in err
 
 

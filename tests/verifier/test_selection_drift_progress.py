@@ -35,7 +35,8 @@ def test_targeted_segments_by_each_figure_with_their_predecessors() -> None:
     assert t.reasons["largest optimizer state (replayed up to it)"] == [3]
     assert t.segments == [0, 1, 2, 3, 5]
     assert targeted_segments(scan, 6, top=0).segments == [5]
-    assert targeted_segments(scan, 6, top=0, last_stretch=3).segments == [3, 4, 5]  # compact: the whole last stretch
+    assert targeted_segments(scan, 6, top=1, last_stretch=3).reasons["last segment"] == [3, 4, 5]  # compact: the stretch
+    assert targeted_segments(scan, 6, top=0, last_stretch=3).segments == [5]  # the private choice: the last segment
 
 
 def test_samples_for_a_confidence_and_detectable_fraction() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from cli_runner import failed_checks, run_json, run_pol
+from cli_runner import error_document, failed_checks, run_json, run_pol
 
 from pol.assemble import assemble_proof, read_states, read_step_digests
 from pol.hashing import canonical_json
@@ -156,5 +156,5 @@ def test_non_hdf5_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     bad = tmp_path / "notes.pol.h5"
     bad.write_text("this is not a proof\n")
     code, out, err = run_pol(["verify", bad, "--key", keys["pub"], "--json"], capsys)
-    assert code == 2 and out == ""
+    assert code == 2 and error_document(out)["exit_code"] == 2
     assert "not a readable HDF5 file" in err
