@@ -23,9 +23,11 @@ def vote_signing_key(vote_path: str | None, verifier_key: str | None, trusted: s
     if trusted is None:
         raise InputError("--vote needs --key: a vote says whether the proof verifies under a trainer key you trust")
     from pol.weights_io import is_weights_path
+    from pol.workers.log import is_workers_log
 
-    if is_weights_path(target):
-        raise InputError("votes are cast on proof files (pol verify PROOF --vote ...), not on weights files")
+    if is_weights_path(target) or is_workers_log(target):
+        raise InputError("votes are cast on proof files (pol verify PROOF --vote ...), not on weights files "
+                         "or coordinator logs")
     from pol.keys import load_signing_key
 
     return load_signing_key(verifier_key)
