@@ -1,15 +1,15 @@
-"""The HDF5 proof file: writer and reader (see docs/FORMAT.md).
+"""Reading a proof file (see docs/FORMAT.md); :class:`ProofWriter` and the layout names are
+re-exported here for the callers that import them from this module.
 
 No pickles anywhere: every value is a numeric dataset, a uint8 byte string, or a scalar
 attribute. The reader treats the file as untrusted: it is parsed only in a sandboxed child
-process (:mod:`pol.untrusted_h5`), its layout is checked against :data:`LAYOUT` before anything
-else is read (unknown members, attributes, links, dtypes are refused), and every malformation
-becomes :class:`~pol.errors.ProofFormatError` (CLI exit 2).
+process (:mod:`pol.untrusted_h5`), its layout is checked against :func:`pol.proof_layout.layout`
+before anything else is read (unknown members, attributes, links, dtypes are refused), and every
+malformation becomes :class:`~pol.errors.ProofFormatError` (CLI exit 2).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -17,328 +17,37 @@ from typing import Any
 import numpy as np
 
 from pol import codec as _codec
-from pol.errors import OutputError, ProofFormatError, short_reason
-from pol.hashing import (
-    OPTIMIZER_STATE,
-    combine_state_digest,
-    contiguous,
-    main_state_digest,
-    optimizer_state_digest,
-    state_digest,
-)
+from pol.errors import ProofFormatError, short_reason
+from pol.hashing import OPTIMIZER_STATE, combine_state_digest, main_state_digest, state_digest
 from pol.plan import Plan
-from pol.schedule import lr_sum
-from pol.schema import Attr, Bytes, Dataset, Group, hex32
+from pol.proof_layout import (  # noqa: F401 (re-exported)
+    BASE,
+    CHECKPOINT_NAME,
+    EXTENSIONS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    FULL,
+    MAX_ELEMENTS,
+    MODES,
+    OPTIMIZER_STATE_DIGEST,
+    RESERVED_TENSORS,
+    SEEDED,
+    STORE_AS,
+    WITHOUT_OPTIMIZER_STATE,
+    _check_reserved,
+    ckpt_name,
+    layout,
+)
+from pol.proof_writer import ProofWriter  # noqa: F401 (re-exported)
 from pol.state import MODEL
 from pol.untrusted_h5 import Limits, Node, UntrustedFile
 
-FORMAT_NAME = "proof-of-learning"
-FORMAT_VERSION = 3
-MAX_ELEMENTS = 1 << 31
-MODES = ("full", "compact")
-# Extension points: sections with their own signed layout, read by their own modules.
-EXTENSIONS = frozenset({"zk"})
+__all__ = ["ProofReader", "ProofWriter", "layout", "ckpt_name", "FORMAT_NAME", "FORMAT_VERSION", "MODES", "FULL",
+           "SEEDED", "WITHOUT_OPTIMIZER_STATE", "STORE_AS", "BASE", "OPTIMIZER_STATE_DIGEST", "CHECKPOINT_NAME",
+           "EXTENSIONS", "MAX_ELEMENTS", "RESERVED_TENSORS"]
+
 # What numpy raises on values the layout allowed but the content does not make sense of.
 _MALFORMED = (KeyError, AttributeError, OSError, ValueError, TypeError, RuntimeError, IndexError)
-
-# How a checkpoint is stored. FULL: every tensor. SEEDED: checkpoint 0 of a compact proof,
-# its model part coded against the model the plan's seed builds. WITHOUT_OPTIMIZER_STATE: the
-# last checkpoint of a compact proof (no replay starts there), with the digest of what it lacks.
-FULL, SEEDED, WITHOUT_OPTIMIZER_STATE = "full", "seeded-model", "without-optimizer-state"
-STORE_AS = (FULL, SEEDED, WITHOUT_OPTIMIZER_STATE)
-BASE, OPTIMIZER_STATE_DIGEST = "base", "optimizer_state_digest"
-CHECKPOINT_NAME = r"[0-9]{6}"
-
-_DIGEST_ROWS = Dataset(dtype="uint8", shape=(None, 32))
-_CKPT_ATTRS = {"step": Attr(int, check=lambda v: v >= 0, what="a non-negative integer"),
-               "keyframe": Attr(bool),
-               BASE: Attr(str, required=False, check=lambda v: v == SEEDED, what=f"{SEEDED!r}"),
-               OPTIMIZER_STATE_DIGEST: Attr(str, required=False, check=hex32, what="64 hex digits")}
-_CKPT_DELTA = Group(attrs=_CKPT_ATTRS, members={n: Bytes(limit=1 << 40) for n in ("index", "deltas", "plain")})
-_CKPT_RAW = Group(attrs=_CKPT_ATTRS, any_tree=True)
-_RESPONSES = Group(attrs={"kind": Attr(str, check=lambda v: v == "fiat-shamir", what='"fiat-shamir"'),
-                         "segments": Attr(str), "steps": Attr(str)},
-                   members={"states": Group(pattern=CHECKPOINT_NAME, each=Group(any_tree=True)),
-                            "step_states": Group(pattern=r"[0-9]{12}", each=Group(any_tree=True))},
-                   optional=frozenset({"states", "step_states"}))
-
-
-def layout(codec: str, mode: str) -> Group:
-    """The exact layout of a proof of this codec and mode (docs/FORMAT.md, Layout)."""
-    final_attrs = {"chain_head": Attr(str, check=hex32, what="64 hex digits"),
-                   "final_weights_digest": Attr(str, check=hex32, what="64 hex digits"),
-                   "num_checkpoints": Attr(int, check=lambda v: v >= 0, what="a count"),
-                   "num_steps": Attr(int, check=lambda v: v >= 0, what="a count"),
-                   "finished_at": Attr(str, check=lambda v: len(v) <= 64, what="a date")}
-    return Group(
-        attrs={"format": Attr(str, check=lambda v: v == FORMAT_NAME, what=repr(FORMAT_NAME)),
-               "format_version": Attr(int),
-               "mode": Attr(str, check=lambda v: v in MODES, what=" or ".join(MODES)),
-               "codec": Attr(str, check=lambda v: v in _codec.CODECS, what=" or ".join(_codec.CODECS))},
-        members={
-            "plan": Bytes(limit=1 << 24),
-            "signer_public_key": Bytes(exact=32),
-            "signatures": Group(members={"plan": Bytes(exact=64), "final": Bytes(exact=64)}, optional=frozenset({"final"})),
-            "indices": Dataset(dtype="int64", ndim=2),
-            "chain": Group(members={"digests": _DIGEST_ROWS, "state_digests": _DIGEST_ROWS,
-                                    "steps": Dataset(dtype="int64", ndim=1)}),
-            "steps": Group(members={"state_digests": _DIGEST_ROWS}),
-            "checkpoints": Group(pattern=CHECKPOINT_NAME, each=_CKPT_RAW if codec == "raw" else _CKPT_DELTA),
-            "final": Group(attrs=final_attrs),
-            "responses": _RESPONSES,
-        },
-        optional=frozenset({"final", "steps", "responses"}),
-        open_members=EXTENSIONS,
-    )
-
-
-# Tensors of every checkpoint with a fixed dtype and number of dimensions (pol.state.capture).
-RESERVED_TENSORS = {"meta/step": ("int64", 0), "optim/lr": ("float64", 0), "rng/torch_cpu": ("uint8", 1),
-                    "rng/torch_cuda": ("uint8", 1)}
-
-
-def _check_reserved(state: dict[str, np.ndarray], i: int) -> None:
-    for name, (dtype, ndim) in RESERVED_TENSORS.items():
-        arr = state.get(name)
-        if arr is not None and (arr.dtype != np.dtype(dtype) or arr.ndim != ndim):
-            raise ProofFormatError(f"checkpoint {i}: {name} must be a {ndim}-D {dtype} tensor, found {arr.ndim}-D {arr.dtype}")
-
-
-def _bytes_ds(group: Any, name: str, data: bytes) -> None:
-    group.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
-
-
-def _writing(writer: "ProofWriter", action: Any) -> Any:
-    """Run an HDF5 write; a failure (disk full, a file-size limit, an I/O error) becomes one
-    :class:`~pol.errors.OutputError` naming the partial proof, and marks the writer failed."""
-    if writer._failed or writer._stopped:
-        raise OutputError(f"an earlier write to {writer.partial_path} failed; nothing more is written")
-    try:
-        return action()
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        writer._failed = True
-        raise OutputError(f"cannot write the proof {writer.partial_path} ({short_reason(exc)}); the partial proof "
-                          "there holds every checkpoint up to the last one written") from None
-
-
-def _close_without_writing(f: Any) -> None:
-    """Close an HDF5 file whose writes failed without letting HDF5 write again: its descriptor is
-    pointed at /dev/null (read-only) first, so the flush on close fails instead of writing."""
-    try:
-        fd = f.id.get_vfd_handle()
-        null = os.open(os.devnull, os.O_RDONLY)
-        try:
-            os.dup2(null, fd)
-        finally:
-            os.close(null)
-    except (OSError, ValueError, TypeError, RuntimeError):
-        pass
-    try:
-        f.close()
-    except (OSError, RuntimeError, ValueError):
-        pass
-
-
-def ckpt_name(i: int) -> str:
-    return f"{i:06d}"
-
-
-class ProofWriter:
-    """Appends to a proof file; used from the recorder's background writer thread.
-
-    The file is written as ``<path>.partial``, locked, and renamed to ``path`` by :meth:`close`
-    once :meth:`finish` has signed it (:mod:`pol.partial`). A write that fails (disk full, a
-    file-size limit) raises :class:`~pol.errors.OutputError` and leaves the partial file as it was
-    at the last flush. ``slot``: an :class:`~pol.partial.OutputSlot` already opened (resuming).
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, plan: Plan, plan_signature: bytes,
-                 public_key: bytes, codec: str = _codec.DEFAULT_CODEC, keyframe_every: int = 50,
-                 mode: str = "full", overwrite: bool = False, slot: Any = None):
-        if codec not in _codec.CODECS:
-            raise ValueError(f"unknown codec {codec!r}; expected one of {_codec.CODECS}")
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-        from pol.partial import OutputSlot
-
-        self.path = Path(path)
-        self.codec, self.keyframe_every = codec, max(1, keyframe_every)
-        self._slot = slot if slot is not None else OutputSlot(self.path, overwrite=overwrite)
-        self._finished = self._failed = self._stopped = self._started = False
-        try:
-            self._open(plan, plan_signature, public_key, mode)
-        except BaseException:
-            try:  # nothing of this proof was written: leave no file that is not one
-                os.unlink(self._slot.working)
-            except OSError:
-                pass
-            self._slot.release()
-            raise
-
-    def reserve(self, nbytes: int) -> None:
-        """Allocate ``nbytes`` of disk beyond the file's end before HDF5 writes them
-        (``posix_fallocate``). Disk full or a file-size limit then fails here, before HDF5 has
-        changed anything, and the partial proof stays exactly as of its last flush (HDF5 gives
-        unused reserved space back when it next flushes: it truncates the file to its end)."""
-        if self._failed or self._stopped:
-            raise OutputError(f"an earlier write to {self.partial_path} failed; nothing more is written")
-        fd = self._slot.working_fd
-        try:
-            os.posix_fallocate(fd, os.fstat(fd).st_size, max(1, nbytes))
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                return  # a file system that cannot reserve: HDF5's own writes report the failure
-            self._stopped = True
-            left = ("the partial proof there holds every checkpoint written so far" if self._started else
-                    "nothing was written")
-            raise OutputError(f"cannot write the proof {self.partial_path} ({exc.strerror or exc}: {nbytes} more "
-                              f"bytes needed); {left}") from None
-
-    @property
-    def partial_path(self) -> Path:
-        """Where the proof is until it is complete (after a failure: the readable partial proof)."""
-        return self._slot.partial
-
-    def _open(self, plan: Plan, plan_signature: bytes, public_key: bytes, mode: str) -> None:
-        import h5py
-
-        # locking=False: the slot's own lock, taken before truncation, guards the file.
-        self._f = _writing(self, lambda: h5py.File(self._slot.working, "w", locking=False))
-        try:
-            self.reserve((64 << 10) + 2 * len(plan.to_bytes()))
-            _writing(self, lambda: self._header(plan, plan_signature, public_key, mode))
-        except BaseException:
-            _close_without_writing(self._f)
-            raise
-        self._schedule = plan.lr_schedule
-        self._previous: dict[str, np.ndarray] | None = None
-        self._previous_step = 0
-        self._stored = 0
-        self.flush()
-        self._started = True
-
-    def _header(self, plan: Plan, plan_signature: bytes, public_key: bytes, mode: str) -> None:
-        f, codec = self._f, self.codec
-        f.attrs["format"] = FORMAT_NAME
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["mode"] = mode
-        f.attrs["codec"] = codec
-        _bytes_ds(f, "plan", plan.to_bytes())
-        _bytes_ds(f, "signer_public_key", public_key)
-        sig = f.create_group("signatures")
-        _bytes_ds(sig, "plan", plan_signature)
-        # One chunk per segment (k rows): each append writes whole new chunks, so HDF5 never
-        # re-compresses and re-allocates a partly filled chunk (which leaks file space).
-        width = plan.samples_per_step
-        f.create_dataset("indices", shape=(0, width), maxshape=(None, width), dtype=np.int64,
-                         chunks=(max(1, plan.every), width), compression="gzip", shuffle=True)
-        chain = f.create_group("chain")
-        chain.create_dataset("digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
-        chain.create_dataset("state_digests", shape=(0, 32), maxshape=(None, 32), dtype=np.uint8, chunks=(256, 32))
-        chain.create_dataset("steps", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,))
-        if plan.step_digests:
-            rows = min(max(plan.every, 64), 4096)
-            f.create_group("steps").create_dataset("state_digests", shape=(0, 32), maxshape=(None, 32),
-                                                   dtype=np.uint8, chunks=(rows, 32))
-        f.create_group("checkpoints")
-
-    def _append(self, ds: Any, rows: np.ndarray) -> None:
-        def write() -> None:
-            n = ds.shape[0]
-            ds.resize(n + len(rows), axis=0)
-            ds[n:] = rows
-        _writing(self, write)
-
-    def append_indices(self, block: np.ndarray) -> None:
-        if len(block):
-            self._append(self._f["indices"], np.asarray(block, dtype=np.int64))
-
-    def append_chain(self, step: int, digest: bytes, state_digest: bytes, step_rows: list[bytes] | None = None) -> None:
-        """One chain link; ``step_rows``: the per-step state digests since the previous checkpoint
-        (ending with this checkpoint's), when the plan records them."""
-        chain = self._f["chain"]
-        self._append(chain["digests"], np.frombuffer(digest, np.uint8)[None])
-        self._append(chain["state_digests"], np.frombuffer(state_digest, np.uint8)[None])
-        self._append(chain["steps"], np.asarray([step], dtype=np.int64))
-        if step_rows is not None and "steps" in self._f:
-            self._append(self._f["steps"]["state_digests"], np.frombuffer(b"".join(step_rows), np.uint8).reshape(-1, 32))
-
-    def store_checkpoint(self, index: int, step: int, state: dict[str, np.ndarray], store_as: str = FULL) -> None:
-        """Store checkpoint ``index``; ``store_as`` is one of :data:`STORE_AS` (see docs/FORMAT.md)."""
-        if store_as not in STORE_AS:
-            raise ValueError(f"store_as must be one of {STORE_AS}, not {store_as!r}")
-        _writing(self, lambda: self._store(index, step, state, store_as))
-
-    def _store(self, index: int, step: int, state: dict[str, np.ndarray], store_as: str) -> None:
-        group = self._f["checkpoints"].create_group(ckpt_name(index))
-        group.attrs["step"] = step
-        keyframe = self._stored % self.keyframe_every == 0
-        previous = None if keyframe else self._previous
-        if store_as == WITHOUT_OPTIMIZER_STATE:
-            group.attrs[OPTIMIZER_STATE_DIGEST] = optimizer_state_digest(state).hex()
-            state = {k: v for k, v in state.items() if not k.startswith(OPTIMIZER_STATE)}
-        if store_as == SEEDED and self.codec != "raw":
-            # The model part equals the seeded initial model: code it against that, which a
-            # reader rebuilds from the plan (all-zero deltas cost a few bytes).
-            group.attrs[BASE] = SEEDED
-            keyframe, previous = False, {k: v for k, v in state.items() if k.startswith(MODEL)}
-        group.attrs["keyframe"] = keyframe
-        if self.codec == "raw":
-            for name in sorted(state):
-                arr = contiguous(state[name])
-                group.create_dataset(name, data=arr, **({"compression": "gzip", "shuffle": True} if arr.size > 16 else {}))
-        else:
-            total_lr = lr_sum(self._schedule, self._previous_step, step) if previous is not None and store_as != SEEDED else 0.0
-            encoded = _codec.encode_checkpoint(state, previous, total_lr)
-            for name in ("index", "deltas", "plain"):
-                group.create_dataset(name, data=np.frombuffer(getattr(encoded, name), np.uint8))
-        self._previous, self._previous_step = state, step
-        self._stored += 1
-
-    def flush(self) -> None:
-        """Write everything to disk, and give back what :meth:`reserve` allocated beyond the end."""
-        _writing(self, self._f.flush)
-        end = self._f.id.get_filesize()  # HDF5's end of allocated space (everything it wrote lies below)
-        fd = self._slot.working_fd
-        if os.fstat(fd).st_size > end:
-            os.ftruncate(fd, end)
-
-    def finish(self, *, final_signature: bytes, chain_head: bytes, final_weights_digest: bytes,
-               num_checkpoints: int, num_steps: int, finished_at: str) -> None:
-        def write() -> None:
-            _bytes_ds(self._f["signatures"], "final", final_signature)
-            final = self._f.create_group("final")
-            final.attrs["chain_head"] = chain_head.hex()
-            final.attrs["final_weights_digest"] = final_weights_digest.hex()
-            final.attrs["num_checkpoints"] = num_checkpoints
-            final.attrs["num_steps"] = num_steps
-            final.attrs["finished_at"] = finished_at
-            self._f.flush()
-        _writing(self, write)
-        self._finished = True
-
-    def close(self) -> None:
-        """Close the file; a finished proof moves to its path, anything else stays partial.
-
-        After a failed write the file is closed without writing anything more (HDF5 would flush
-        metadata that points at data the failed write never stored): the partial proof is the
-        file as of its last successful flush."""
-        f = getattr(self, "_f", None)
-        try:
-            if f is not None and f.id.valid:
-                if self._failed:
-                    _close_without_writing(f)
-                else:
-                    try:
-                        f.close()
-                    except (OSError, RuntimeError, ValueError) as exc:
-                        self._failed = True
-                        raise OutputError(f"cannot close the proof {self.partial_path} ({short_reason(exc)})") from None
-        finally:
-            if self._finished and not self._failed:
-                self._slot.commit()
-            else:
-                self._slot.release()
 
 
 class ProofReader:
@@ -425,13 +134,14 @@ class ProofReader:
             raise ProofFormatError("/signatures/final is present without /final")
 
     def _check_mode(self, n: int, finished: bool) -> None:
-        """The unsigned ``mode`` attribute must describe what the file stores: a full proof stores
-        every checkpoint of the chain whole; a finished compact one leaves some out or marks how
-        it stores them (checkpoint 0 coded against the seeded model, the last without optimizer state)."""
+        """The unsigned ``mode`` attribute must describe how the file stores checkpoints: a full proof
+        stores them whole (a checkpoint it *lacks* fails the verifier's ``checkpoints`` check, exit 1);
+        a finished compact one leaves some out or marks how it stores them (checkpoint 0 coded against
+        the seeded model, the last without optimizer state)."""
         marked = any({BASE, OPTIMIZER_STATE_DIGEST} & set(self._group(i).attrs) for i in self.stored_checkpoints)
         whole = self.stored_checkpoints == list(range(n)) and not marked
-        if self.mode == "full" and not whole:
-            raise ProofFormatError("the file says mode 'full' but does not store every checkpoint whole (refused)")
+        if self.mode == "full" and marked:
+            raise ProofFormatError("the file says mode 'full' but stores checkpoints the compact way (refused)")
         if self.mode == "compact" and whole and finished and n > 1:
             raise ProofFormatError("the file says mode 'compact' but stores every checkpoint whole (refused)")
 

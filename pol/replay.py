@@ -90,7 +90,6 @@ class Replayer:
 
         ``on_step(t, state)`` receives the state after every step but the last (for per-step digests).
         """
-        torch = self._torch
         restore(self.model, self.optimizer, start_state, self.names, self.device)
         lr = float(np.asarray(start_state.get("optim/lr", 0.0)))
         n = len(indices)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pol import chain
-from pol.assemble import FINAL_DOMAIN, PLAN_DOMAIN, finish, storage_rule  # noqa: F401  (FINAL_DOMAIN: docs)
+from pol.assemble import PLAN_DOMAIN, finish, storage_rule
 from pol.errors import BadSignatureError, InputError, ProofFormatError
 from pol.keys import fingerprint, load_signing_key, verify_signature
 from pol.partial import OutputSlot

@@ -9,9 +9,8 @@ pass (checkpoints, plan consistency, data, initialisation); then replay.
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pol.envinfo import Reproduction, apply_in_process, pick_device, reproduction

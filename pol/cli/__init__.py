@@ -75,7 +75,8 @@ def _fail(message: str, exc: BaseException, argv: list[str] | None, code: int = 
     if "--json" in (argv if argv is not None else sys.argv[1:]):
         import json
 
-        click.echo(json.dumps({"schema_version": 1, "verdict": "error", "error": message.removeprefix("pol: "),
+        text = message.removeprefix("pol: ").removeprefix("error: ")
+        click.echo(json.dumps({"schema_version": 1, "verdict": "error", "error": text,
                                "error_type": type(exc).__name__, "exit_code": code}))
     sys.exit(code)
 

@@ -13,19 +13,19 @@ from pol.cli._common import emit_json, progress, progress_enabled
 @click.option("--task", default=None, help="Built-in task: digits-mlp, digits-cnn, synthetic-resnet20.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Proof file to write (.pol.h5).")
 @click.option("--key", required=True, type=click.Path(dir_okay=False), help="Secret key from `pol keygen`.")
-@click.option("--every", default=10, show_default=True, help="k: checkpoint every k steps.")
-@click.option("--epochs", type=int, default=None, help="Epochs to train (default 1 unless --steps).")
-@click.option("--steps", type=int, default=None, help="Train exactly this many steps instead of epochs.")
+@click.option("--every", type=click.IntRange(min=1), default=10, show_default=True, help="k: checkpoint every k steps.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs to train (default 1 unless --steps).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Train exactly this many steps instead of epochs.")
 @click.option("--seed", default=0, show_default=True, help="Run seed: init, batch order, per-step RNG.")
-@click.option("--lr", type=float, default=None, help="Learning rate (default: the task's).")
-@click.option("--batch-size", type=int, default=None, help="Batch size (default: the task's).")
+@click.option("--lr", type=click.FloatRange(min=0), default=None, help="Learning rate (default: the task's).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (default: the task's).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
 @click.option("--codec", type=click.Choice(["delta-zstd", "raw"]), default="delta-zstd", show_default=True,
               help="Checkpoint coding; raw is plain gzip HDF5 datasets.")
-@click.option("--compact", "anchor_every", type=int, default=None,
+@click.option("--compact", "anchor_every", type=click.IntRange(min=1), default=None,
               help="Compact proof: store full checkpoints only every K checkpoints (anchors).")
 @click.option("--data-kwargs", default="{}", help="JSON kwargs for the task's data builder.")
-@click.option("--threads", type=int, default=None, help="torch intra-op threads (recorded in the plan).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads (recorded in the plan).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
               help="Train on this device (auto: CUDA when present). The plan records it.")
 @click.option("--force", is_flag=True, help="Overwrite an existing proof file (or an interrupted run's partial one).")

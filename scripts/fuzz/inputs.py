@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+
 
 from scripts.fuzz import h5edit as E
 from scripts.fuzz.corpus import Corpus
 from scripts.fuzz.proofs import edited
-from scripts.fuzz.runner import ACCEPT, ANY, CLASSIFY, ERROR, REJECT, Case
+from scripts.fuzz.runner import ACCEPT, CLASSIFY, ERROR, REJECT, Case
 
 
 def _write(name: str, data: bytes | Callable[[Path], None], mode: int | None = None) -> Callable[[Path], None]:

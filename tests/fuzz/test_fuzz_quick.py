@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # ~300 processes: the second phase of `make test` (README, Development)
+
 ROOT = Path(__file__).resolve().parents[2]
 BAD = ("crashes", "hangs", "exit0_on_garbage", "unexplained_exit0_bitflips", "internal_errors", "multiline_errors",
        "memory_blowups", "control_chars_in_output", "wrong_exit", "bad_json", "build_errors")

@@ -89,7 +89,7 @@ def test_malicious_pickle_is_refused_and_not_executed(legacy_dir: Path, tmp_path
     torch.save({"net": {}, "optimizer": _Evil()}, legacy_dir / "model_step_10")
     out = tmp_path / "evil.pol.h5"
     code, doc, err = _import(capsys, legacy_dir, out)
-    assert code == 2 and doc is None
+    assert code == 2 and doc is not None and doc["verdict"] == "error"
     assert "refused" in err and "Traceback" not in err
     assert not marker.exists(), "the pickle's payload ran"
     assert not out.exists(), "no proof may be written from a refused directory"
@@ -109,7 +109,7 @@ def test_malformed_directories_exit_2(breakage: str, legacy_dir: Path, tmp_path:
     else:
         src = legacy_dir / "hash.txt"
     code, doc, err = _import(capsys, src, tmp_path / "bad.pol.h5")
-    assert code == 2 and doc is None, err
+    assert code == 2 and doc is not None and doc["verdict"] == "error", err
     assert "Traceback" not in err and (err.startswith("pol: error:") or "Error: Invalid value" in err), err
 
 

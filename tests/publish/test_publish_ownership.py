@@ -204,3 +204,19 @@ def test_decision_rules() -> None:
     assert decide([_synthetic(0), _synthetic(1), _synthetic(2)], [(1, 0), (2, 1)]) == ("lineage", 2, 0)
     assert decide([_synthetic(0, trusted=False)]) == ("no-valid-claim", None, 1)
     assert decide([_synthetic(0, weights_match=False)]) == ("no-valid-claim", None, 1)
+
+
+def test_each_claim_names_its_own_model_code(finetune: tuple[Path, Path], honest_proof: Path, keys: dict,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A fine-tune dispute: the child's model is custom code, the parent's is built in. `--model N=SPEC`
+    gives the child its code and leaves the parent with the built-in one (a global --model would apply the
+    child's code to the parent, whose checkpoints it does not fit)."""
+    b_proof, b_weights = finetune
+    claims = [(honest_proof, keys["pub"]), (b_proof, keys["other_pub"])]
+    code, doc = ownership(b_weights, claims, capsys, "--model", "1=pub_models:mlp_from_published")
+    assert code == 0 and doc["verdict"] == "owned" and doc["owner"] == 1, doc
+    assert [c["verdict"] for c in doc["claims"]] == ["valid-proof-other-weights", "valid"]
+    assert [(e["child"], e["parent"]) for e in doc["lineage"]] == [(1, 0)]
+    code, out, err = run_pol(["ownership", "--weights", b_weights, "--claim", honest_proof, "--key", keys["pub"],
+                              "--model", "5=pub_models:mlp_from_published"], capsys)
+    assert code == 2 and "only 1 claims" in err
