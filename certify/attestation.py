@@ -47,9 +47,11 @@ from tee_sim import (
 
 PURPOSE = "pol-node-attestation-v1"
 NODE_ROLE = "pol-split-node"
-#: Modules a node's enclave measures (with every first-party module they import). The split
-#: pipeline's node entry point (``pol.split.node``) replaces this when the pipeline is wired in.
-NODE_MODULES: tuple[str, ...] = ("pol.recorder", "pol.replay")
+#: Modules a node's enclave measures (with every first-party module they import at module level):
+#: the split pipeline's node entry point, its training engine, link and proof writer, and the
+#: recorder and replay they share with single-process runs.
+NODE_MODULES: tuple[str, ...] = ("pol.split.node", "pol.split.engine", "pol.split.comm", "pol.split.proof",
+                                 "pol.recorder", "pol.replay")
 
 
 def project_version() -> str:
