@@ -29,9 +29,12 @@ def group() -> None:
 @click.option("--attest", default=None, type=click.Path(file_okay=False),
               help="SIMULATED TEE: before the plan is signed every node attests to the checker whose state is "
                    "this `pol tee init` directory; the run starts only if all are admitted (RUN/attestation.json).")
+@click.option("--commit", is_flag=True,
+              help="At the end, every node commits to its final weights (zk Pedersen), bound to its signed chain: "
+                   "RUN/node<r>.commitment.json; the secret opening in RUN/openings/.")
 @click.option("--json", "json_output", is_flag=True, help="Print a JSON summary on stdout.")
 def train_cmd(out: str, keys_dir: str, threads: int, timeout: float, force: bool, attest: str | None,
-              json_output: bool, **kw: Any) -> None:
+              commit: bool, json_output: bool, **kw: Any) -> None:
     """Spawn the pipeline's nodes as local processes (rendezvous on 127.0.0.1) and train."""
     from pol.errors import OutputExistsError
     from pol.keys import generate_keypair
@@ -62,6 +65,10 @@ def train_cmd(out: str, keys_dir: str, threads: int, timeout: float, force: bool
 
         flat += ["--attest", str(check_tee_dir(attest).resolve())]
         (out_dir / ATTESTATION_FILE).unlink(missing_ok=True)
+    if commit:
+        flat.append("--commit")
+    for stale_commitment in (sorted(out_dir.glob("node*.commitment.json")) if out_dir.is_dir() else []):
+        stale_commitment.unlink()
     click.echo(f"pol split: starting {nodes} node processes ({config.stages} stages, labels at the "
                f"{config.labels_at} node)", err=True)
     started = time.perf_counter()
@@ -185,3 +192,13 @@ def respond_cmd(run_dir: str, rank: int, challenge_path: str, out: str, stage_mo
         replayer = NodeReplayer(reader, held_data(reader, SplitVerifyOptions()), device, custom)
         held = respond(reader, read_challenge(challenge_path), out, replayer)
     click.echo(f"wrote {out}: regenerated checkpoints {held}", err=True)
+
+
+def _add_certify_commands() -> None:
+    """The certification commands live in certify/ (imports inside each command stay lazy)."""
+    from certify.cli_split import check_commitments_cmd
+
+    group.add_command(check_commitments_cmd)
+
+
+_add_certify_commands()

@@ -37,6 +37,8 @@ class NodeResult:
     final_loss: float | None
     transcript_bytes: int = 0
     raw_transcript_bytes: int = 0
+    commitment: str | None = None
+    commit_seconds: float = 0.0
 
 
 def node_key_path(keys_dir: str | Path, rank: int) -> Path:
@@ -59,10 +61,11 @@ class NodeRuntime:
 
     def __init__(self, config: Any, *, rank: int, world: int, device: str, out_dir: str | Path,
                  keys_dir: str | Path, key_path: str | Path | None = None, force: bool = False,
-                 attest: str | Path | None = None):
+                 attest: str | Path | None = None, commit: bool = False):
         self.config, self.rank, self.world, self.device = config, rank, world, device
         self.out_dir, self.keys_dir, self.force = Path(out_dir), Path(keys_dir), force
         self.attest = Path(attest) if attest else None   # simulated-TEE state dir (--attest)
+        self.commit = commit                              # commit the final weights (--commit)
         self.key_path = Path(key_path) if key_path else node_key_path(keys_dir, rank)
         self.key: Any = None
         self.agreed: Any = None
@@ -172,9 +175,17 @@ class NodeRuntime:
         finally:
             sys.setswitchinterval(switch)
         seconds = time.perf_counter() - started
+        commitment, commit_seconds = None, 0.0
+        if record and self.commit:
+            from certify.node_commitment import commit_node
+
+            commit_started = time.perf_counter()
+            commitment = str(commit_node(path, self.out_dir)[0])
+            commit_seconds = time.perf_counter() - commit_started
         return NodeResult(self.rank, str(path) if record else None, plan.digest().hex(), plan.num_steps,
                           round(seconds, 4), program.last_loss,
-                          writer.transcript_bytes if writer else 0, writer.raw_transcript_bytes if writer else 0)
+                          writer.transcript_bytes if writer else 0, writer.raw_transcript_bytes if writer else 0,
+                          commitment, round(commit_seconds, 4))
 
 
 def load_runtime_class(spec: str | None) -> type[NodeRuntime]:
@@ -241,8 +252,9 @@ def make_config(**kw: Any) -> Any:
 @click.option("--node-impl-kwargs", default="{}", help="JSON kwargs for --node-impl.")
 @click.option("--attest", default=None, type=click.Path(file_okay=False),
               help="Attest every node before the plan is signed (SIMULATED TEE; a `pol tee init` state dir).")
+@click.option("--commit", is_flag=True, help="Commit the final weights (zk), bound to the signed chain.")
 def node_cmd(out: str, keys_dir: str, key_path: str | None, threads: int, timeout: float, force: bool,
-             node_impl: str | None, node_impl_kwargs: str, attest: str | None, **kw: Any) -> None:
+             node_impl: str | None, node_impl_kwargs: str, attest: str | None, commit: bool, **kw: Any) -> None:
     """Run one node of a split-learning pipeline (started by torchrun or `pol split train`)."""
     import torch
 
@@ -257,7 +269,8 @@ def node_cmd(out: str, keys_dir: str, key_path: str | None, threads: int, timeou
         raise InputError(f"--node-impl-kwargs is not JSON: {exc}") from None
     runtime = load_runtime_class(node_impl)(config, rank=rank, world=world, device=device, out_dir=out,
                                             keys_dir=keys_dir, key_path=key_path.replace("{rank}", str(rank))
-                                            if key_path else None, force=force, attest=attest, **impl_kwargs)
+                                            if key_path else None, force=force, attest=attest,
+                                            commit=commit, **impl_kwargs)
     runtime.setup()
     result = runtime.train()
     import torch.distributed as dist

@@ -75,3 +75,32 @@ def forged_votes(one_step_forgery, keys: dict, verifier_keys, tmp_path_factory: 
     d = tmp_path_factory.mktemp("forged_votes")
     return [_cast(one_step_forgery.path, keys["other_pub"], verifier_keys[i][0], 200 + i, d / f"v{i + 1}.json")
             for i in range(3)]
+
+
+SPLIT_TINY = ["--task", "digits-mlp", "--stages", "3", "--steps", "10", "--every", "5", "--micro-batches", "2"]
+
+
+@pytest.fixture(scope="session")
+def tee_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pol.cli import main
+
+    d = tmp_path_factory.mktemp("tee") / "state"
+    with pytest.raises(SystemExit) as exc:
+        main(["tee", "init", "--state", str(d)])
+    assert exc.value.code in (0, None)
+    return d
+
+
+@pytest.fixture(scope="session")
+def attested_run(tee_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An honest attested run with committed weights (3 nodes, digits-mlp, 10 steps), through
+    `pol split train --attest --commit` as a user runs it: (run dir, keys dir)."""
+    from pol.cli import main
+
+    d = tmp_path_factory.mktemp("attested")
+    keys, run = d / "keys", d / "run"
+    with pytest.raises(SystemExit) as exc:
+        main(["split", "train", *SPLIT_TINY, "--out", str(run), "--keys", str(keys), "--attest", str(tee_dir), "--commit",
+              "--json"])
+    assert exc.value.code in (0, None)
+    return run, keys

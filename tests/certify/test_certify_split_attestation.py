@@ -19,30 +19,6 @@ TINY = ["--task", "digits-mlp", "--stages", "3", "--steps", "10", "--every", "5"
 IMPL = "scripts.attacks_split.attestation"
 
 
-@pytest.fixture(scope="module")
-def tee_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pol.cli import main
-
-    d = tmp_path_factory.mktemp("tee") / "state"
-    with pytest.raises(SystemExit) as exc:
-        main(["tee", "init", "--state", str(d)])
-    assert exc.value.code in (0, None)
-    return d
-
-
-@pytest.fixture(scope="module")
-def attested_run(tee_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """An honest attested run, through `pol split train --attest` as a user runs it."""
-    from pol.cli import main
-
-    d = tmp_path_factory.mktemp("attested")
-    keys, run = d / "keys", d / "run"
-    with pytest.raises(SystemExit) as exc:
-        main(["split", "train", *TINY, "--out", str(run), "--keys", str(keys), "--attest", str(tee_dir), "--json"])
-    assert exc.value.code in (0, None)
-    return run, keys
-
-
 def _run_with(tee_dir: Path, out: Path, keys: Path, impls: dict[int, tuple[str, dict]]):
     from scripts.attacks_split import train_run
 
