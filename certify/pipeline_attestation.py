@@ -174,9 +174,15 @@ def judge_answers(checker: NodeAttestationVerifier, plan: Any, issued: list[byte
     return records, failures
 
 
-def attestation_document(plan: Any, root: bytes, records: list[NodeAttestation],
+def attestation_document(plan: Any, checker: NodeAttestationVerifier, records: list[NodeAttestation],
                          failures: Mapping[int, list[str]]) -> dict[str, Any]:
-    return {"schema": SCHEMA, "simulated": True, "plan_digest": plan.digest().hex(), "root_public_key": root.hex(),
+    """The record of the admission: every quote as judged, and the vendor-signed collateral it was
+    judged with (so that anyone can re-judge the quotes later under their own pinned root)."""
+    store = checker.collateral
+    current = store.current if hasattr(store, "current") else store
+    return {"schema": SCHEMA, "simulated": True, "plan_digest": plan.digest().hex(),
+            "root_public_key": checker.root_public_key.hex(),
+            "collateral": current.to_bytes().hex() if current is not None else None,
             "admitted": not failures, "nodes": [r.to_json() for r in records],
             "failures": {str(r): list(v) for r, v in sorted(failures.items())}}
 
@@ -205,8 +211,7 @@ def attest_pipeline(runtime: Any, plan: Any, tee_dir: str | Path) -> None:
     verdict = None
     if checker is not None and issued is not None:
         records, failures = judge_answers(checker, plan, issued, [_parse_answer(a) for a in gathered])
-        write_attestation(Path(runtime.out_dir), attestation_document(plan, checker.root_public_key, records,
-                                                                      failures))
+        write_attestation(Path(runtime.out_dir), attestation_document(plan, checker, records, failures))
         verdict = canonical_json({"failures": {str(r): v for r, v in failures.items()}})
     decided = broadcast_bytes(verdict, 0, device)
     try:

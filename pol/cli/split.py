@@ -196,9 +196,10 @@ def respond_cmd(run_dir: str, rank: int, challenge_path: str, out: str, stage_mo
 
 def _add_certify_commands() -> None:
     """The certification commands live in certify/ (imports inside each command stay lazy)."""
-    from certify.cli_split import check_commitments_cmd
+    from certify.cli_split import check_commitments_cmd, certify_cmd, verify_certificate_cmd, vote_cmd
 
-    group.add_command(check_commitments_cmd)
+    for command in (check_commitments_cmd, vote_cmd, certify_cmd, verify_certificate_cmd):
+        group.add_command(command)
 
 
 _add_certify_commands()
