@@ -25,6 +25,7 @@ plan (each node's public key and stages, ``plan.digest()``), and put the returne
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,12 @@ def node_config(stage_specs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def node_image(modules: Sequence[str] = NODE_MODULES) -> CodeImage:
+    """The measured code image (cached per process: hashing the import closure takes ~1 s)."""
+    return _image(tuple(modules))
+
+
+@functools.lru_cache(maxsize=8)
+def _image(modules: tuple[str, ...]) -> CodeImage:
     return CodeImage.of_modules(list(modules))
 
 

@@ -206,7 +206,7 @@ def _commitment_check(reader: Any, node: dict[str, Any]) -> tuple[bool, str, str
         return False, "malformed", str(exc)[:300]
     if fwc.binding.chain_head.hex() != node["chain_head"]:
         return False, "not bound to the entry", "the commitment names another chain head than the entry"
-    audit = audit_node_commitment(reader.path, fwc)
+    audit = audit_node_commitment(reader, fwc)
     return audit.opened, "opens to the final weights" if audit.opened else "does not open", "" if audit.opened \
         else audit.reason
 

@@ -111,28 +111,37 @@ class CommitmentAudit:
     clipped: int = 0
 
 
-def audit_node_commitment(proof: str | Path, fwc: FinalWeightsCommitment) -> CommitmentAudit:
-    """The auditor's side: does ``fwc`` open to the final weights of the signed chain in ``proof``?"""
+def audit_node_commitment(proof: Any, fwc: FinalWeightsCommitment) -> CommitmentAudit:
+    """The auditor's side: does ``fwc`` open to the final weights of the signed chain in ``proof``
+    (a path, or an open :class:`~pol.split.proof.NodeProofReader`)?"""
+    from pol.split.proof import NodeProofReader
+
+    if isinstance(proof, NodeProofReader):
+        return _audit(proof, fwc)
+    with NodeProofReader(proof) as reader:
+        return _audit(reader, fwc)
+
+
+def _audit(reader: Any, fwc: FinalWeightsCommitment) -> CommitmentAudit:
     from pol.errors import BadSignatureError
     from pol.keys import verify_signature
     from pol.split.node_state import node_weights
-    from pol.split.proof import FINAL_SIGNATURE_DOMAIN, NodeProofReader, final_message
+    from pol.split.proof import FINAL_SIGNATURE_DOMAIN, final_message
     from zk import ProofRejected
 
-    with NodeProofReader(proof) as reader:
-        rank = reader.rank
-        if reader.final is None or reader.final_signature is None:
-            return CommitmentAudit(rank, False, "the node's proof is unfinished: no signed final weights")
-        binding = node_binding(reader)
-        message = final_message(reader.plan_digest, rank, binding.chain_head, binding.weights_digest,
-                                reader.final["num_checkpoints"], reader.final["num_steps"])
-        try:
-            verify_signature(reader.signer_public_key, FINAL_SIGNATURE_DOMAIN, message, reader.final_signature)
-        except BadSignatureError:
-            return CommitmentAudit(rank, False, "the proof's final signature does not verify: the chain is not signed")
-        if reader.chain_digests[-1] != binding.chain_head:
-            return CommitmentAudit(rank, False, "the signed chain head is not the chain's last link")
-        state = node_final_state(reader)
+    rank = reader.rank
+    if reader.final is None or reader.final_signature is None:
+        return CommitmentAudit(rank, False, "the node's proof is unfinished: no signed final weights")
+    binding = node_binding(reader)
+    message = final_message(reader.plan_digest, rank, binding.chain_head, binding.weights_digest,
+                            reader.final["num_checkpoints"], reader.final["num_steps"])
+    try:
+        verify_signature(reader.signer_public_key, FINAL_SIGNATURE_DOMAIN, message, reader.final_signature)
+    except BadSignatureError:
+        return CommitmentAudit(rank, False, "the proof's final signature does not verify: the chain is not signed")
+    if reader.chain_digests[-1] != binding.chain_head:
+        return CommitmentAudit(rank, False, "the signed chain head is not the chain's last link")
+    state = node_final_state(reader)
     if state_digest(state) != binding.state_digest:
         return CommitmentAudit(rank, False, "the last checkpoint does not hash to the chain's state digest")
     if weights_digest(node_weights(state)) != binding.weights_digest:
