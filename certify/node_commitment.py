@@ -146,9 +146,6 @@ def _audit(reader: Any, fwc: FinalWeightsCommitment) -> CommitmentAudit:
         return CommitmentAudit(rank, False, "the last checkpoint does not hash to the chain's state digest")
     if weights_digest(node_weights(state)) != binding.weights_digest:
         return CommitmentAudit(rank, False, "the last checkpoint's weights do not hash to the signed final-weights digest")
-    if fwc.binding != binding:
-        return CommitmentAudit(rank, False, "the commitment is bound to another chain, node, checkpoint or weights "
-                                            "digest than this node's signed chain")
     try:
         clipped = verify_final_weights(model_tensors(state), fwc, binding)
     except ProofRejected as exc:

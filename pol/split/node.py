@@ -39,6 +39,7 @@ class NodeResult:
     raw_transcript_bytes: int = 0
     commitment: str | None = None
     commit_seconds: float = 0.0
+    attest_seconds: float = 0.0
 
 
 def node_key_path(keys_dir: str | Path, rank: int) -> Path:
@@ -66,6 +67,7 @@ class NodeRuntime:
         self.out_dir, self.keys_dir, self.force = Path(out_dir), Path(keys_dir), force
         self.attest = Path(attest) if attest else None   # simulated-TEE state dir (--attest)
         self.commit = commit                              # commit the final weights (--commit)
+        self.attest_seconds = 0.0
         self.key_path = Path(key_path) if key_path else node_key_path(keys_dir, rank)
         self.key: Any = None
         self.agreed: Any = None
@@ -94,7 +96,9 @@ class NodeRuntime:
         if self.attest is not None:
             from certify.pipeline_attestation import attest_pipeline
 
+            started = time.perf_counter()
             attest_pipeline(self, plan, self.attest)
+            self.attest_seconds = time.perf_counter() - started
 
     def attestation_answer(self, platform: Any, plan: Any, nonce: bytes) -> tuple[bytes, bytes]:
         """(nonce answered, quote) for the checker's ``nonce``: a quote of this node's enclave
@@ -185,7 +189,7 @@ class NodeRuntime:
         return NodeResult(self.rank, str(path) if record else None, plan.digest().hex(), plan.num_steps,
                           round(seconds, 4), program.last_loss,
                           writer.transcript_bytes if writer else 0, writer.raw_transcript_bytes if writer else 0,
-                          commitment, round(commit_seconds, 4))
+                          commitment, round(commit_seconds, 4), round(self.attest_seconds, 4))
 
 
 def load_runtime_class(spec: str | None) -> type[NodeRuntime]:
