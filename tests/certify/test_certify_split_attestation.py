@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
-from cli_runner import run_json, run_pol  # noqa: E402
+from cli_runner import run_pol  # noqa: E402
 
 TINY = ["--task", "digits-mlp", "--stages", "3", "--steps", "10", "--every", "5", "--micro-batches", "2"]
 IMPL = "scripts.attacks_split.attestation"
