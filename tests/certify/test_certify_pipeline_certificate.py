@@ -23,22 +23,32 @@ from cli_runner import failed_checks, run_json  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def pipeline_votes(attested_run: tuple[Path, Path], verifier_keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Votes of the four trusted verifiers on every node, each cast by its own process at once."""
-    run, _ = attested_run
-    votes = tmp_path_factory.mktemp("pipeline-votes") / "votes"
+def _vote_processes(run: Path, keys: list[Path], votes: Path) -> list[dict]:
+    """Each verifier votes in its own process (``python -m pol split vote``), all at once."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", "pol", "split", "vote", str(run), "--verifier-key", str(key),
-                               "--out", str(votes), "--segments", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-             for key, _ in verifier_keys[:4]]
+                               "--out", str(votes), "--segments", "1", "--json"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env) for key in keys]
     docs = []
     for p in procs:
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err.decode()[-2000:]
         docs.append(json.loads(out))
-    assert len({d["certificate_digest"] for d in docs}) == 1          # all computed the same subject
-    assert len({d["verifier"] for d in docs}) == 4
+    return docs
+
+
+@pytest.fixture(scope="session")
+def pipeline_votes(attested_run: tuple[Path, Path], verifier_keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Votes of the four trusted verifiers on every node (cast in this process, one after the
+    other, each with its own key and seed: the attack tests start from them; the four-process
+    flow is `test_four_verifier_processes_certify_and_the_certificate_verifies`)."""
+    from certify.node_votes import cast_node_votes
+    from pol.keys import load_signing_key
+
+    votes = tmp_path_factory.mktemp("pipeline-votes") / "votes"
+    digests = {cast_node_votes(attested_run[0], load_signing_key(key), votes, segments=1, seed=300 + i)[0]
+               for i, (key, _) in enumerate(verifier_keys[:4])}
+    assert len(digests) == 1
     return votes
 
 
@@ -63,14 +73,21 @@ def run_copy(attested_run: tuple[Path, Path], tmp_path: Path) -> Path:
     return dst
 
 
+@pytest.mark.slow
 def test_four_verifier_processes_certify_and_the_certificate_verifies(
-        attested_run, pipeline_votes: Path, verifiers_file: Path, tee_dir: Path, tmp_path: Path,
+        attested_run, verifier_keys, verifiers_file: Path, tee_dir: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole flow with real processes: four `pol split vote` processes at once (each its own
+    key and OS randomness), then `pol split certify` and `pol split verify-certificate`."""
     from certify.pipeline_certificate import certificate_digest, read_certificate
 
     run = tmp_path / "run"
     shutil.copytree(attested_run[0], run)
-    code, doc = _certify(run, pipeline_votes, verifiers_file, capsys)
+    votes = tmp_path / "votes"
+    docs = _vote_processes(run, [key for key, _ in verifier_keys[:4]], votes)
+    assert len({d["certificate_digest"] for d in docs}) == 1          # all computed the same subject
+    assert len({d["verifier"] for d in docs}) == 4
+    code, doc = _certify(run, votes, verifiers_file, capsys)
     assert code == 0 and doc["verdict"] == "verified"
     assert [n["verdict"] for n in doc["nodes"]] == ["accepted"] * 3
     assert all(len(n["accepting"]) == 4 and n["ignored"] == [] for n in doc["nodes"])
@@ -92,6 +109,18 @@ def test_four_verifier_processes_certify_and_the_certificate_verifies(
     # without pinned trust anchors nothing is vouched for: incomplete, exit 1
     code, report = run_json(["split", "verify-certificate", run / "certificate.json"], capsys)
     assert code == 1 and report["verdict"] == "incomplete"
+
+
+def test_the_certificate_of_an_honest_run_verifies_node_by_node(
+        attested_run, pipeline_votes: Path, verifiers_file: Path, tee_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(attested_run[0], run)
+    code, doc = _certify(run, pipeline_votes, verifiers_file, capsys)
+    assert code == 0 and [n["verdict"] for n in doc["nodes"]] == ["accepted"] * 3
+    code, report = _verify(run / "certificate.json", tee_dir, verifiers_file, capsys)
+    assert code == 0 and report["verdict"] == "verified" and len(report["checks"]) == 15
+    assert all(c["passed"] is True for c in report["checks"])
 
 
 def _human(cert: Path, tee_dir: Path, verifiers_file: Path, capsys):
