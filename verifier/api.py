@@ -286,6 +286,10 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
     report.info["segment_figures"] = [
         {"segment": o.segment, "distance": o.distance, "progress": o.progress_ratio, "start": o.start_source,
          "toward_final": round(o.toward_final, 4), "seconds": round(o.seconds, 3)} for o in outcomes]
+    report.info["steps_total"] = reader.plan.num_steps
+    report.info["challenged_steps"] = list(steps)
+    report.info["replay_failures"] = [{"unit": o.unit, "index": o.segment, "start_step": o.start_step,
+                                       "stop_step": o.stop_step, "detail": o.detail} for o in all_outcomes if not o.passed]
     failures = [f"segment {o.segment} (steps {o.start_step}-{o.stop_step}): {o.detail}" for o in outcomes if not o.passed]
     failures += [f"step {o.start_step}: {o.detail}" for o in step_outcomes if not o.passed]
     worst = max((o.distance for o in outcomes), default=0.0)

@@ -51,6 +51,10 @@ from pol.cli._common import ProgressFactory, progress_enabled
               help="Weights file: accept the proof's float weights cast to this dtype (named in the report).")
 @click.option("--allow-pickle", is_flag=True,
               help="Weights file: read .pt/.pth/.bin with torch.load(weights_only=True) instead of refusing.")
+@click.option("--vote", "vote_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write a signed vote on this proof (pol quorum; needs --key and --verifier-key).")
+@click.option("--verifier-key", default=None, type=click.Path(dir_okay=False),
+              help="Your own Ed25519 secret key (pol keygen) that signs the --vote.")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout.")
 def verify_cmd(target: str, key: str | None, proof: str | None, response: str | None, challenge: str | None,
                segments: int | None, step_count: int, confidence: float | None, forged_fraction: float | None,
@@ -59,8 +63,12 @@ def verify_cmd(target: str, key: str | None, proof: str | None, response: str | 
                device: str, mode: str, max_distance: float | None, min_progress: float | None,
                data_spec: str | None, data_kwargs: str | None, model_spec: str | None, model_kwargs: str | None,
                loss_spec: str | None, workers: int, threads: int | None,
-               allow_cast: str | None, allow_pickle: bool, json_output: bool) -> None:
+               allow_cast: str | None, allow_pickle: bool, vote_path: str | None, verifier_key: str | None,
+               json_output: bool) -> None:
     """Verify a proof file (exit 0 verified, 1 rejected, 2 could not verify)."""
+    from verifier.cli_quorum import vote_signing_key
+
+    signing_key = vote_signing_key(vote_path, verifier_key, key, target)
     from pol.cli._common import json_option
     from verifier.api import VerifyOptions, verify
     from verifier.tolerance import Tolerance
@@ -93,6 +101,14 @@ def verify_cmd(target: str, key: str | None, proof: str | None, response: str | 
         else:
             report = verify(proof or target, public_key=key, options=opts, progress=bars, response=response,
                             challenge=challenge)
+    if signing_key is not None:
+        from verifier.vote import cast_vote
+
+        signed = cast_vote(target, report, signing_key, vote_path,  # type: ignore[arg-type]
+                           data=data_spec, model=model_spec, loss=loss_spec, device=device,
+                           data_kwargs=opts.data_kwargs)
+        report.info["vote"] = {"path": vote_path, "verdict": signed.vote.verdict,
+                               "evidence": [e.describe() for e in signed.vote.evidence]}
     if json_output:
         click.echo(report.to_json())
     else:

@@ -29,6 +29,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "card": ("pol.cli.publish:card_cmd", "Print a model-card snippet naming a proof."),
     "challenge": ("verifier.cli_challenge:challenge_cmd", "Verifier: challenge segments of a compact proof."),
     "respond": ("verifier.cli_challenge:respond_cmd", "Prover: answer a challenge by exact replay from anchors."),
+    "quorum": ("verifier.cli_quorum:group", "Tally signed verifier votes (n = 3f+1, checked rejection evidence)."),
+    "dispute": ("verifier.cli_dispute:group", "Bisect a disputed segment to one step; write and referee fraud proofs."),
     "zk": ("zk.cli:group", "Zero-knowledge commitments to checkpoints."),
     "tee": ("tee_sim.cli:group", "Simulated TEE attestation."),
     "workers": ("pol.cli.workers:group", "Federated training with untrusted workers, verified by replay."),

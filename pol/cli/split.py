@@ -26,9 +26,15 @@ def group() -> None:
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads per node.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds a node waits for a peer.")
 @click.option("--force", is_flag=True, help="Overwrite existing node proofs in --out.")
+@click.option("--attest", default=None, type=click.Path(file_okay=False),
+              help="SIMULATED TEE: before the plan is signed every node attests to the checker whose state is "
+                   "this `pol tee init` directory; the run starts only if all are admitted (RUN/attestation.json).")
+@click.option("--commit", is_flag=True,
+              help="At the end, every node commits to its final weights (zk Pedersen), bound to its signed chain: "
+                   "RUN/node<r>.commitment.json; the secret opening in RUN/openings/.")
 @click.option("--json", "json_output", is_flag=True, help="Print a JSON summary on stdout.")
-def train_cmd(out: str, keys_dir: str, threads: int, timeout: float, force: bool, json_output: bool,
-              **kw: Any) -> None:
+def train_cmd(out: str, keys_dir: str, threads: int, timeout: float, force: bool, attest: str | None,
+              commit: bool, json_output: bool, **kw: Any) -> None:
     """Spawn the pipeline's nodes as local processes (rendezvous on 127.0.0.1) and train."""
     from pol.errors import OutputExistsError
     from pol.keys import generate_keypair
@@ -55,6 +61,15 @@ def train_cmd(out: str, keys_dir: str, threads: int, timeout: float, force: bool
     args = [_flag(k, v) for k, v in kw.items()]
     flat = [a for pair in args for a in pair]
     flat += ["--out", str(out_dir), "--keys", str(keys), "--threads", str(threads), "--timeout", str(timeout)]
+    if attest is not None:
+        from certify.pipeline_attestation import ATTESTATION_FILE, check_tee_dir
+
+        flat += ["--attest", str(check_tee_dir(attest).resolve())]
+        (out_dir / ATTESTATION_FILE).unlink(missing_ok=True)
+    if commit:
+        flat.append("--commit")
+    for stale_commitment in (sorted(out_dir.glob("node*.commitment.json")) if out_dir.is_dir() else []):
+        stale_commitment.unlink()
     click.echo(f"pol split: starting {nodes} node processes ({config.stages} stages, labels at the "
                f"{config.labels_at} node)", err=True)
     started = time.perf_counter()
@@ -70,6 +85,8 @@ def train_cmd(out: str, keys_dir: str, threads: int, timeout: float, force: bool
     results = sorted(result.results, key=lambda r: r["rank"])
     summary = {"run_dir": str(out_dir), "nodes": results, "plan_digest": results[0]["plan_digest"] if results else None,
                "seconds": round(elapsed, 2)}
+    if attest is not None:
+        summary["attestation"] = str(out_dir / "attestation.json")
     if json_output:
         emit_json(summary)
     else:
@@ -187,3 +204,14 @@ def respond_cmd(run_dir: str, rank: int, challenge_path: str, out: str, stage_mo
                                 secret_for(reader.plan, rank, reader.path, label_noise_secret))
         held = respond(reader, read_challenge(challenge_path), out, replayer)
     click.echo(f"wrote {out}: regenerated checkpoints {held}", err=True)
+
+
+def _add_certify_commands() -> None:
+    """The certification commands live in certify/ (imports inside each command stay lazy)."""
+    from certify.cli_split import check_commitments_cmd, certify_cmd, verify_certificate_cmd, vote_cmd
+
+    for command in (check_commitments_cmd, vote_cmd, certify_cmd, verify_certificate_cmd):
+        group.add_command(command)
+
+
+_add_certify_commands()

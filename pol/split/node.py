@@ -37,6 +37,9 @@ class NodeResult:
     final_loss: float | None
     transcript_bytes: int = 0
     raw_transcript_bytes: int = 0
+    commitment: str | None = None
+    commit_seconds: float = 0.0
+    attest_seconds: float = 0.0
 
 
 def node_key_path(keys_dir: str | Path, rank: int) -> Path:
@@ -58,9 +61,13 @@ class NodeRuntime:
     and override :meth:`make_program`, :meth:`make_link` or :meth:`checkpoint_state`."""
 
     def __init__(self, config: Any, *, rank: int, world: int, device: str, out_dir: str | Path,
-                 keys_dir: str | Path, key_path: str | Path | None = None, force: bool = False):
+                 keys_dir: str | Path, key_path: str | Path | None = None, force: bool = False,
+                 attest: str | Path | None = None, commit: bool = False):
         self.config, self.rank, self.world, self.device = config, rank, world, device
         self.out_dir, self.keys_dir, self.force = Path(out_dir), Path(keys_dir), force
+        self.attest = Path(attest) if attest else None   # simulated-TEE state dir (--attest)
+        self.commit = commit                              # commit the final weights (--commit)
+        self.attest_seconds = 0.0
         self.key_path = Path(key_path) if key_path else node_key_path(keys_dir, rank)
         self.key: Any = None
         self.agreed: Any = None
@@ -84,8 +91,22 @@ class NodeRuntime:
         return capture_node(stages, step)
 
     def approve_plan(self, plan: Any) -> None:
-        """Called on every node before it signs the agreed plan; raise to refuse it (the seam
-        for attestation of the nodes before the plan is signed). Default: accept."""
+        """Called on every node before it signs the agreed plan; raise to refuse it. With
+        ``--attest`` every node attests (simulated TEE) and the run stops unless all are admitted
+        (:mod:`certify.pipeline_attestation`). Default: accept."""
+        if self.attest is not None:
+            from certify.pipeline_attestation import attest_pipeline
+
+            started = time.perf_counter()
+            attest_pipeline(self, plan, self.attest)
+            self.attest_seconds = time.perf_counter() - started
+
+    def attestation_answer(self, platform: Any, plan: Any, nonce: bytes) -> tuple[bytes, bytes]:
+        """(nonce answered, quote) for the checker's ``nonce``: a quote of this node's enclave
+        binding its rank, stages, proof-signing key and the plan digest (attacks override it)."""
+        from certify.pipeline_attestation import honest_answer
+
+        return honest_answer(platform, plan, self.rank, bytes(self.key.verify_key), nonce)
 
     # -- set-up -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -168,9 +189,17 @@ class NodeRuntime:
         finally:
             sys.setswitchinterval(switch)
         seconds = time.perf_counter() - started
+        commitment, commit_seconds = None, 0.0
+        if record and self.commit:
+            from certify.node_commitment import commit_node
+
+            commit_started = time.perf_counter()
+            commitment = str(commit_node(path, self.out_dir)[0])
+            commit_seconds = time.perf_counter() - commit_started
         return NodeResult(self.rank, str(path) if record else None, plan.digest().hex(), plan.num_steps,
                           round(seconds, 4), program.last_loss,
-                          writer.transcript_bytes if writer else 0, writer.raw_transcript_bytes if writer else 0)
+                          writer.transcript_bytes if writer else 0, writer.raw_transcript_bytes if writer else 0,
+                          commitment, round(commit_seconds, 4), round(self.attest_seconds, 4))
 
 
 def load_runtime_class(spec: str | None) -> type[NodeRuntime]:
@@ -239,8 +268,11 @@ def make_config(**kw: Any) -> Any:
 @click.option("--force", is_flag=True, help="Overwrite an existing proof.")
 @click.option("--node-impl", default=None, help="module:callable, a NodeRuntime subclass (attack simulations).")
 @click.option("--node-impl-kwargs", default="{}", help="JSON kwargs for --node-impl.")
+@click.option("--attest", default=None, type=click.Path(file_okay=False),
+              help="Attest every node before the plan is signed (SIMULATED TEE; a `pol tee init` state dir).")
+@click.option("--commit", is_flag=True, help="Commit the final weights (zk), bound to the signed chain.")
 def node_cmd(out: str, keys_dir: str, key_path: str | None, threads: int, timeout: float, force: bool,
-             node_impl: str | None, node_impl_kwargs: str, **kw: Any) -> None:
+             node_impl: str | None, node_impl_kwargs: str, attest: str | None, commit: bool, **kw: Any) -> None:
     """Run one node of a split-learning pipeline (started by torchrun or `pol split train`)."""
     import torch
 
@@ -255,7 +287,8 @@ def node_cmd(out: str, keys_dir: str, key_path: str | None, threads: int, timeou
         raise InputError(f"--node-impl-kwargs is not JSON: {exc}") from None
     runtime = load_runtime_class(node_impl)(config, rank=rank, world=world, device=device, out_dir=out,
                                             keys_dir=keys_dir, key_path=key_path.replace("{rank}", str(rank))
-                                            if key_path else None, force=force, **impl_kwargs)
+                                            if key_path else None, force=force, attest=attest,
+                                            commit=commit, **impl_kwargs)
     runtime.setup()
     result = runtime.train()
     import torch.distributed as dist
