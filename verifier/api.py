@@ -24,7 +24,7 @@ from verifier import checks
 from verifier.calibration import FACTOR, FLOOR, calibrated, measure_noise
 from verifier.drift import drift_check
 from verifier.progress import MIN_SEGMENTS as MIN_PROGRESS_SEGMENTS
-from verifier.progress import progress_check
+from verifier.progress import EXACT_MODE, progress_check
 from verifier.report import Check, Report
 from verifier.sampling import (
     choose_segments,
@@ -102,6 +102,8 @@ def verify(proof: str | os.PathLike[str], *, public_key: str | TrustedKey | None
     exactly that challenge. ``progress(label, total)`` may return a callable ``advance(n)``.
     Keyword arguments are shorthands for :class:`VerifyOptions` fields.
     """
+    if options is not None and kwargs:
+        raise TypeError(f"verify() takes options= or VerifyOptions keyword arguments, not both: {sorted(kwargs)}")
     opts = options or VerifyOptions(**kwargs)
     if (response is None) != (challenge is None):
         raise InputError("--response and --challenge go together: the prover's response and the challenge "
@@ -306,7 +308,10 @@ def replay_segments(reader: ProofReader, report: Report, data: TaskData, opts: V
     figures = [o.progress for o in outcomes if o.progress is not None]
     if opts.progress_check and data.heldout is not None:
         check = progress_check(figures)
-        if 0 < len(figures) < MIN_PROGRESS_SEGMENTS:  # a figure, not a check: no spread to judge it against
+        if mode == "exact" and figures:  # bitwise replay already proves what the figure corroborates
+            report.info["progress"] = {"not_judged": EXACT_MODE, "figure": check.figure,
+                                       "figures": [p.as_dict() for p in figures]}
+        elif 0 < len(figures) < MIN_PROGRESS_SEGMENTS:  # a figure, not a check: no spread to judge it against
             report.info["progress"] = {"not_judged": check.detail, "figures": [p.as_dict() for p in figures]}
         else:
             report.checks.append(check)

@@ -9,7 +9,7 @@ import pytest
 
 from verifier.calibration import FLOOR, calibrated, measure_noise
 from verifier.drift import MAX_MEAN_TOWARD, drift_check, error_toward_final
-from verifier.progress import SegmentProgress, progress_check
+from verifier.progress import EXACT_MODE, SegmentProgress, critical_t, progress_check
 from verifier.sampling import (
     detection_probability,
     samples_for,
@@ -95,6 +95,32 @@ def test_progress_rule_does_not_judge_a_single_segment() -> None:
     lone = [SegmentProgress(199, 0.0004, 0.0014)]
     assert progress_check(lone).passed is None
     assert progress_check(lone * 2).passed is False  # the same deficit twice, with no spread, is judged
+
+
+def test_progress_rule_uses_the_t_quantile_for_few_segments() -> None:
+    # an honest 2-segment verification measured -0.0923 with s.e. 0.028: 3.3 s.e., which a normal
+    # Z = 3 rejected; with one degree of freedom the spread is too uncertain to call that a deficit
+    two = [SegmentProgress(0, 0.0, 0.0602), SegmentProgress(1, 0.0, 0.0321)]
+    assert progress_check(two).passed is True
+    assert critical_t(1) > 300 and critical_t(4) == pytest.approx(7.17) and critical_t(1000) == pytest.approx(3.23)
+    assert critical_t(11) == critical_t(10) > critical_t(12)  # between listed values: the stricter one
+    many = [SegmentProgress(i, 0.0, 0.0602 if i % 2 else 0.0321) for i in range(40)]
+    assert progress_check(many).passed is False  # the same deficit, consistently, over many segments
+
+
+def test_progress_is_judged_in_tolerance_mode_and_only_reported_in_exact_mode(honest_proof: Path,
+                                                                             keys: dict[str, Path]) -> None:
+    from verifier import VerifyOptions, verify
+
+    exact = verify(honest_proof, public_key=str(keys["pub"]), options=VerifyOptions(segments=3, seed=1))
+    assert exact.verdict == "verified" and exact.info["mode"] == "exact"
+    assert "progress" not in [c.name for c in exact.checks]
+    assert exact.info["progress"]["not_judged"] == EXACT_MODE and len(exact.info["progress"]["figures"]) >= 2
+    tolerant = verify(honest_proof, public_key=str(keys["pub"]),
+                      options=VerifyOptions(segments=3, seed=1, mode="tolerance"))
+    assert [c.passed for c in tolerant.checks if c.name == "progress"] == [True]
+    with pytest.raises(TypeError, match="not both"):
+        verify(honest_proof, public_key=str(keys["pub"]), options=VerifyOptions(), segments=3)
 
 
 def test_calibration_measures_tiny_noise_for_an_mlp(honest_proof: Path) -> None:
