@@ -200,6 +200,12 @@ def breakdown(d: Path, step_s: float) -> dict[str, Any]:
     reps = 20
     capture_ms = min(timed(capture, model, opt, 1, names)[0] for _ in range(reps)) * 1e3
     digest_ms = min(timed(state_digest, states[-1])[0] for _ in range(reps)) * 1e3
+    from pol.stepdigest import StepHasher, digest_of_snapshot
+
+    hasher = StepHasher(model, opt, names)
+    snapshot_ms = min(timed(hasher.snapshot, 1, 0.1)[0] for _ in range(reps)) * 1e3
+    snap = hasher.snapshot(1, 0.1)
+    step_digest_ms = min(timed(digest_of_snapshot, *snap)[0] for _ in range(reps)) * 1e3
     from pol.step import default_spec
 
     plan = Plan(seed=0, nonce="00" * 16, model={}, data={}, optimizer={}, lr_schedule=lr_spec, step=default_spec(),
@@ -226,8 +232,12 @@ def breakdown(d: Path, step_s: float) -> dict[str, Any]:
         "store_checkpoint_delta_zstd_ms": enc["delta-zstd"],
         "store_checkpoint_raw_ms": enc["raw"],
         "state_bytes": sum(int(a.nbytes) for a in states[-1].values()),
-        "predicted_overhead_k100": 1 + (per_step_ms + (capture_ms + writer_ms) / 100) / (step_s * 1e3),
-        "predicted_overhead_k10": 1 + (per_step_ms + (capture_ms + writer_ms) / 10) / (step_s * 1e3),
+        "step_snapshot_ms": snapshot_ms,
+        "step_digest_ms": step_digest_ms,
+        "predicted_overhead_k100": 1 + (per_step_ms + snapshot_ms + step_digest_ms
+                                        + (capture_ms + writer_ms) / 100) / (step_s * 1e3),
+        "predicted_overhead_k10": 1 + (per_step_ms + snapshot_ms + step_digest_ms
+                                       + (capture_ms + writer_ms) / 10) / (step_s * 1e3),
         "note": "prediction charges the whole writer job to the training thread (2 cores, torch on both)",
     }
 
