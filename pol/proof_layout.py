@@ -40,6 +40,18 @@ _RESPONSES = Group(attrs={"kind": Attr(str, check=lambda v: v == "fiat-shamir", 
                             "step_states": Group(pattern=r"[0-9]{12}", each=Group(any_tree=True))},
                    optional=frozenset({"states", "step_states"}))
 
+# The ``/zk`` extension (docs/ZK.md, Format): its exact members, dtypes and attribute types are
+# part of the proof layout, so a proof whose /zk holds anything else is refused wherever the proof
+# is opened, not only by `pol zk verify`. Values (parameters, hex lengths, counts against the
+# layout, the signature) are checked by zk.section.read_section.
+ZK_SECTION = Group(
+    attrs={**{name: Attr(int) for name in ("schema_version", "chunk_size", "scale_bits", "bits", "length")},
+           **{name: Attr(str) for name in ("run_id", "dst", "genset_id", "layout", "signer", "signature")}},
+    members={"checkpoints": Dataset(dtype="int64", ndim=1), "clipped": Dataset(dtype="int64", ndim=1),
+             "commitments": Dataset(dtype="uint8", shape=(None, None, 48)),
+             "roots": Dataset(dtype="uint8", shape=(None, 32)), "binding_proofs": Dataset(dtype="uint8", ndim=2)},
+)
+
 
 def layout(codec: str, mode: str) -> Group:
     """The exact layout of a proof of this codec and mode (docs/FORMAT.md, Layout)."""
@@ -64,9 +76,9 @@ def layout(codec: str, mode: str) -> Group:
             "checkpoints": Group(pattern=CHECKPOINT_NAME, each=_CKPT_RAW if codec == "raw" else _CKPT_DELTA),
             "final": Group(attrs=final_attrs),
             "responses": _RESPONSES,
+            "zk": ZK_SECTION,
         },
-        optional=frozenset({"final", "steps", "responses"}),
-        open_members=EXTENSIONS,
+        optional=frozenset({"final", "steps", "responses"}) | EXTENSIONS,
     )
 
 

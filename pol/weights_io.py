@@ -17,7 +17,6 @@ dtypes, shapes and values, never file bytes, so layout, order and metadata do no
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import struct
@@ -30,6 +29,7 @@ import numpy as np
 
 from pol.errors import WeightsFileError, short_reason
 from pol.hashing import HASH_NAME, dtype_name, update_with_tensor, weights_digest
+from pol.smallfiles import parse_json
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin")
@@ -109,10 +109,8 @@ def check_safetensors_header(path: Path, max_header_bytes: int = MAX_HEADER_BYTE
         if 8 + n > size:
             raise WeightsFileError(f"{path}: header claims {n} bytes but the file holds {size - 8} after the length")
         raw = fh.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WeightsFileError(f"{path}: safetensors header is not JSON ({short_reason(exc)})") from None
+    # Strict JSON (pol.smallfiles.parse_json): bounded nesting, no NaN, no duplicate tensor names.
+    header = parse_json(raw, f"{path}: safetensors header", WeightsFileError)
     if not isinstance(header, dict):
         raise WeightsFileError(f"{path}: safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -141,10 +139,12 @@ def check_safetensors_header(path: Path, max_header_bytes: int = MAX_HEADER_BYTE
             raise WeightsFileError(f"{path}: tensor {name!r} holds {stop - start} bytes, its shape needs "
                                    f"{math.prod(shape) * _ST_DTYPES[dtype][1]}")
         spans.append((start, stop))
-    spans.sort()
-    for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
-        if b0 < a1 and b1 > b0 and a1 > a0:
-            raise WeightsFileError(f"{path}: tensors overlap in the data area")
+    end = 0  # the furthest byte any earlier (non-empty) tensor reaches
+    for start, stop in sorted(spans):
+        if stop > start:
+            if start < end:
+                raise WeightsFileError(f"{path}: tensors overlap in the data area")
+            end = max(end, stop)
     return header, metadata
 
 
@@ -169,7 +169,7 @@ def _load_safetensors(path: Path, max_header_bytes: int) -> WeightsFile:
     ties: dict[str, str] = {}
     if "pol.tied" in metadata:
         try:
-            declared = json.loads(metadata["pol.tied"])
+            declared = parse_json(metadata["pol.tied"], "pol.tied", ValueError)
             if not isinstance(declared, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                          for k, v in declared.items()):
                 raise ValueError("not an object of names")

@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=["fork", "exec"], default="fork",
                    help="fork: a pre-imported server forks each case (fast); exec: a fresh python -m pol per case")
     p.add_argument("--kinds", default=None, help="comma-separated input kinds to run (default: all)")
+    p.add_argument("--names", default=None,
+                   help="only cases whose family:name matches this regular expression (to rerun one finding)")
     p.add_argument("--workdir", default=None, help="where the corpus and cases live (default: a temporary directory)")
     p.add_argument("--csv", default=None, help="write one row per case here")
     p.add_argument("--keep-bad", action="store_true", help="keep the directories of bad cases (in the workdir)")
@@ -175,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.kinds:
         wanted = set(args.kinds.split(","))
         cases = [c for c in cases if c.kind in wanted]
+    if args.names:
+        cases = [c for c in cases if re.search(args.names, f"{c.family}:{c.name}")]
     count = args.cases or (QUICK_CASES if args.quick else None)
     if count is not None and count < len(cases):
         cases = quick_sample(cases, args.seed, count)
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                "expect": o.case.expect, "exit": o.code, "signal": o.signal, "timed_out": o.timed_out,
                "wall_s": round(o.wall_s, 3), "max_rss_mb": round(o.max_rss_mb, 1), "flags": " ".join(flags),
                "explanation": explanation, "argv": _safe(" ".join(o.case.argv))[:300],
-               "stderr": _safe(o.stderr.strip().splitlines()[-1] if o.stderr.strip() else "")[:300]}
+               "stderr": _safe(o.build_error or (o.stderr.strip().splitlines()[-1] if o.stderr.strip() else ""))[:300]}
         rows.append(row)
         if flags and len(bad) < 200:
             bad.append(row)

@@ -267,6 +267,13 @@ def issued_units(response: str | os.PathLike[str], issued: str | os.PathLike[str
     answered, states, step_states = read_response(response, reader)
     if {k: answered.get(k) for k in CHALLENGE_FIELDS} != {k: doc.get(k) for k in CHALLENGE_FIELDS}:
         raise InputError("the response answers a different challenge than the one you issued")
+    # Only the states the challenge asks for (what `pol respond` writes): anything more is unsigned
+    # bulk the verifier would carry unread (the fuzz corpus's 30,000 extra /states groups).
+    extra = sorted(set(states) - set(needed_checkpoints(reader, segments)))
+    extra_steps = sorted(set(step_states) - set(needed_steps(reader, steps)))
+    if extra or extra_steps:
+        what = f"checkpoint state(s) {extra[:4]}" if extra else f"step state(s) {extra_steps[:4]}"
+        raise ProofFormatError(f"the response holds {what} the challenge does not ask for (refused)")
     return segments, steps, states, step_states
 
 

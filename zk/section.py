@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from pol.smallfiles import parse_json
 from zk.backend import CURVE_ORDER
 from zk.errors import ZkFormatError
 from zk.pedersen import Params, VectorCommitment
@@ -184,12 +185,14 @@ def _hex_attr(g: Any, name: str, n: int) -> bytes:
     return raw
 
 
-def _dataset(g: Any, name: str, shape: tuple[int | None, ...], kinds: str) -> np.ndarray:
+def _dataset(g: Any, name: str, shape: tuple[int | None, ...], dtype: str) -> np.ndarray:
+    """``/zk/<name>`` with exactly its documented dtype (docs/ZK.md): another width or byte order,
+    though it may hold the same numbers, is not the signed format."""
     if name not in g or not hasattr(g[name], "dtype"):
         raise ZkFormatError(f"/zk lacks dataset {name!r}")
     ds = g[name]
-    if ds.dtype.kind not in kinds or ds.ndim != len(shape):
-        raise ZkFormatError(f"/zk/{name} has dtype {ds.dtype} and {ds.ndim} dims; expected {kinds} with {len(shape)}")
+    if ds.dtype != np.dtype(dtype) or ds.ndim != len(shape):
+        raise ZkFormatError(f"/zk/{name} has dtype {ds.dtype} and {ds.ndim} dims; expected {dtype} with {len(shape)}")
     for have, want in zip(ds.shape, shape):
         if want is not None and have != want:
             raise ZkFormatError(f"/zk/{name} has shape {ds.shape}; expected {shape}")
@@ -231,8 +234,15 @@ def read_section(source: Any) -> ZkSection:
 
 
 def _section_from(g: Any, path: Any) -> ZkSection:
+    from pol.errors import ProofFormatError
+    from pol.proof_layout import ZK_SECTION
+
     if g is None or not g.is_group:
         raise ZkFormatError(f"{path} has no /{GROUP} section (run `pol zk commit` first)")
+    try:  # exact members, dtypes and attribute types: the signature covers these fields only
+        ZK_SECTION.validate(g, f"/{GROUP}")
+    except ProofFormatError as exc:
+        raise ZkFormatError(str(exc)) from None
     try:
         return _parse_section(g)
     except ZkFormatError:
@@ -241,15 +251,7 @@ def _section_from(g: Any, path: Any) -> ZkSection:
         raise ZkFormatError(f"/zk is malformed: {exc}") from None
 
 
-_MEMBERS = frozenset({"checkpoints", "clipped", "commitments", "roots", "binding_proofs"})
-_ATTRS = frozenset({"schema_version", "run_id", "dst", "chunk_size", "scale_bits", "bits", "genset_id", "length",
-                    "layout", "signer", "signature"})
-
-
 def _parse_section(g: Any) -> ZkSection:
-    unknown = sorted(set(g.keys()) - _MEMBERS) + sorted(f"@{a}" for a in set(g.attrs.keys()) - _ATTRS)
-    if unknown:  # the signature covers the fields above only: anything else would ride along unsigned
-        raise ZkFormatError(f"/zk has entries this format does not define: {[u[:40] for u in unknown[:4]]}")
     version = _attr(g, "schema_version", int)
     if version != SCHEMA_VERSION:
         raise ZkFormatError(f"/zk schema version {version} is not supported (this build reads {SCHEMA_VERSION})")
@@ -267,7 +269,7 @@ def _parse_section(g: Any) -> ZkSection:
     if stored_gid != params.genset_id:
         raise ZkFormatError("/zk genset_id does not match its dst and chunk size")
     try:
-        lay = json.loads(_attr(g, "layout", str))
+        lay = parse_json(_attr(g, "layout", str), "layout", ValueError)  # bounded nesting, no NaN or duplicates
         names = lay["names"]
         shapes = lay["shapes"]
         if not (isinstance(names, list) and isinstance(shapes, list) and len(names) == len(shapes)):
@@ -285,7 +287,7 @@ def _parse_section(g: Any) -> ZkSection:
     n_chunks = max(1, -(-length // params.chunk_size))
     if n_chunks > MAX_CHUNKS:
         raise ZkFormatError("/zk has too many chunks")
-    ckpts = _dataset(g, "checkpoints", (None,), "iu")
+    ckpts = _dataset(g, "checkpoints", (None,), "int64")
     n = len(ckpts)
     if not 1 <= n <= MAX_CHECKPOINTS or len(set(ckpts.tolist())) != n or (ckpts < 0).any():
         raise ZkFormatError("/zk/checkpoints must be 1.. distinct non-negative indices")
@@ -295,10 +297,10 @@ def _parse_section(g: Any) -> ZkSection:
         raise ZkFormatError(
             f"/zk declares {n} checkpoints x {n_chunks} chunks; at most {MAX_TOTAL_CHUNKS} commitments are supported"
         )
-    clipped = _dataset(g, "clipped", (n,), "iu")
-    coms = _dataset(g, "commitments", (n, n_chunks, 48), "u")
-    roots = _dataset(g, "roots", (n, 32), "u")
-    proofs = _dataset(g, "binding_proofs", (n, BindingProof.SIZE), "u")
+    clipped = _dataset(g, "clipped", (n,), "int64")
+    coms = _dataset(g, "commitments", (n, n_chunks, 48), "uint8")
+    roots = _dataset(g, "roots", (n, 32), "uint8")
+    proofs = _dataset(g, "binding_proofs", (n, BindingProof.SIZE), "uint8")
     gid = params.genset_id
 
     def vc(arr: np.ndarray) -> VectorCommitment:

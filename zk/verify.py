@@ -210,10 +210,12 @@ def _fits_the_proof(result: ZkResult, reader: Any, section: ZkSection, policy: Z
     else:
         stored = [i for i in section.checkpoints if i in set(reader.stored_checkpoints)]
         if stored:
-            layout, _, _ = quantised(model_tensors(reader.checkpoint_state(stored[0])), section.params)
-            if layout != section.layout:
+            q = _stored_quantised(reader, stored[0], section)
+            if isinstance(q, str):
+                problem = f"checkpoint {stored[0]}: {q}"
+            elif q[0] != section.layout:
                 problem = (f"the committed layout ({len(section.layout.names)} tensors, {section.layout.total} "
-                           f"values) is not checkpoint {stored[0]}'s ({len(layout.names)} tensors, {layout.total})")
+                           f"values) is not checkpoint {stored[0]}'s ({len(q[0].names)} tensors, {q[0].total})")
     total = len(section.commitments) * len(section.commitments[0].chunks)
     if not problem and total > policy.max_commitments:
         result.add("zk.points", False, f"{total} commitments",
@@ -223,6 +225,15 @@ def _fits_the_proof(result: ZkResult, reader: Any, section: ZkSection, policy: Z
         result.add("zk.binding", False, "layout" if not outside else "not in the chain", problem)
         return False
     return True
+
+
+def _stored_quantised(reader: Any, index: int, section: ZkSection) -> tuple[Any, np.ndarray, int] | str:
+    """The quantisation of stored checkpoint ``index``, or why it has none: a checkpoint holding
+    NaN (an edited file, or a diverged run) cannot be what any commitment opens to."""
+    try:
+        return quantised(model_tensors(reader.checkpoint_state(index)), section.params)
+    except ValueError as exc:
+        return f"its weights have no quantisation ({exc})"
 
 
 # --------------------------------------------------------------------------- 3. curve work
@@ -271,8 +282,11 @@ def _binding_check(result: ZkResult, reader: Any, committer: Committer, section:
     bad: dict[int, str] = {}
     clipped: dict[int, int] = {}
     for i in chosen:
-        tensors = model_tensors(reader.checkpoint_state(i))
-        layout, values, clip = quantised(tensors, section.params)
+        q = _stored_quantised(reader, i, section)
+        if isinstance(q, str):
+            bad[i] = q
+            continue
+        layout, values, clip = q
         k = section.checkpoints.index(i)
         if layout != section.layout:
             bad[i] = "its tensors do not have the committed layout"

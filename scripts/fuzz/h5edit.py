@@ -283,10 +283,13 @@ def nest(depth: int, name: str = "x") -> Edit:
 
 
 def flood_groups(count: int, pattern: str = "extra{:06d}") -> Edit:
+    """``path`` ends with ``count`` members named by ``pattern`` (those it holds already, such as
+    the checkpoints ``000000``.., are kept; the rest are empty groups)."""
     def edit(f: h5py.File, path: str, case_dir: Path) -> None:
         g = f[path] if path else f["/"]
         for i in range(count):
-            g.create_group(pattern.format(i))
+            if pattern.format(i) not in g:
+                g.create_group(pattern.format(i))
     return edit
 
 

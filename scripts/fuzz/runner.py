@@ -32,6 +32,10 @@ REJECT = "reject"      # not what it claims: exit 1 (a check fails) or 2 (refuse
 ACCEPT = "accept"      # an honest control: exit 0
 CLASSIFY = "classify"  # a bit flip or a re-encoding: exit 0 only where the content nothing reads changed
 ANY = "any"            # a command that does not judge (inspect, digest...): any of 0, 1, 2, never a crash
+# A --json document is read whole up to this size (then judged: a longer one does not parse, bad_json).
+# `pol inspect --json` repeats the signed plan, which a proof may make 16 MiB (docs/FORMAT.md, Limits);
+# its JSON re-encoding is of the same order, so 1 MiB cut honest output mid-document.
+JSON_STDOUT_LIMIT = 64 << 20
 EXPECTED_CODES = {ERROR: {2}, REJECT: {1, 2}, ACCEPT: {0}, CLASSIFY: {0, 1, 2}, ANY: {0, 1, 2}}
 
 
@@ -138,7 +142,8 @@ class Runner:
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         return Outcome(case, index, code, sig, timed_out, wall, usage.ru_maxrss / 1024.0,
-                       _read(case_dir / ".stdout"), _read(case_dir / ".stderr"), None, case_dir)
+                       _read(case_dir / ".stdout", JSON_STDOUT_LIMIT if case.json_stdout else 1 << 20),
+                       _read(case_dir / ".stderr"), None, case_dir)
 
     def _spawn(self, case: Case, case_dir: Path) -> int:
         sys.stdout.flush()
