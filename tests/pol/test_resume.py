@@ -112,7 +112,7 @@ def test_twenty_random_kills_then_resume_and_verify(keys: dict, tmp_path: Path,
         if partial_path({str(out)!r}).exists():
             resume({str(out)!r}, {str(keys['key'])!r})
         else:
-            train_task({str(out)!r}, {str(keys['key'])!r}, task="digits-mlp", steps=400, every=4, seed=5, overwrite=False)
+            train_task({str(out)!r}, {str(keys['key'])!r}, task="digits-mlp", steps=3000, every=4, seed=5, overwrite=False)
     """)
     rng = random.Random(13)
     env = dict(os.environ, OMP_NUM_THREADS="1")
