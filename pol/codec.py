@@ -26,6 +26,7 @@ import numpy as np
 
 from pol.errors import ProofFormatError
 from pol.hashing import OPTIMIZER_STATE, contiguous
+from pol.smallfiles import parse_json
 from pol.state import MODEL, State
 
 CODECS = ("raw", "delta-zstd")
@@ -128,7 +129,7 @@ def _decompress(blob: bytes, size: int | None) -> bytes:
 def decode_checkpoint(encoded: Encoded, previous: Mapping[str, np.ndarray] | None,
                       max_elements: int = 1 << 31) -> State:
     try:
-        index = json.loads(_decompress(encoded.index, None))
+        index = parse_json(_decompress(encoded.index, None), "checkpoint index", ProofFormatError)
         entries = index["entries"]
         lr_sum = float(index["lr_sum"])
         count = int(index["count"])

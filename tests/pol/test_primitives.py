@@ -167,3 +167,10 @@ def test_codec_rejects_corrupt_or_inconsistent_input() -> None:
         codec.decode_checkpoint(codec.Encoded(zstandard.ZstdCompressor().compress(b"{not json"), enc.deltas, enc.plain), state)
     with pytest.raises(ProofFormatError, match="corrupt"):
         codec.decode_checkpoint(codec.Encoded(b"{not zstd", enc.deltas, enc.plain), state)
+    # the index is strict JSON: nesting bounded (no RecursionError), no duplicate keys
+    deep = zstandard.ZstdCompressor().compress(b"[" * 200_000 + b"]" * 200_000)
+    with pytest.raises(ProofFormatError, match="checkpoint index"):
+        codec.decode_checkpoint(codec.Encoded(deep, enc.deltas, enc.plain), state)
+    twice = zstandard.ZstdCompressor().compress(index.replace(b'"count": 10', b'"count": 11, "count": 10'))
+    with pytest.raises(ProofFormatError, match="checkpoint index"):
+        codec.decode_checkpoint(codec.Encoded(twice, enc.deltas, enc.plain), state)
