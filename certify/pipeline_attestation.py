@@ -34,6 +34,7 @@ from typing import Any
 
 from pol.errors import InputError
 from pol.hashing import canonical_json
+from pol.smallfiles import parse_json
 
 from certify.attestation import (
     NodeAttestation,
@@ -117,7 +118,7 @@ def honest_answer(platform: Any, plan: Any, rank: int, public_key: bytes, nonce:
 
 def _parse_nonces(raw: bytes, world: int) -> list[bytes]:
     try:
-        obj = json.loads(raw)
+        obj = parse_json(raw, "attestation nonces", ValueError)
         nonces = [bytes.fromhex(h) for h in obj["nonces"]]
         if len(nonces) != world or any(len(n) != 32 for n in nonces):
             raise ValueError
@@ -130,7 +131,7 @@ def _parse_nonces(raw: bytes, world: int) -> list[bytes]:
 
 def _parse_answer(raw: bytes) -> tuple[bytes, bytes] | None:
     try:
-        obj = json.loads(raw)
+        obj = parse_json(raw, "attestation answer", ValueError)
         if not isinstance(obj, dict) or set(obj) != {"nonce", "quote"}:
             return None
         return bytes.fromhex(obj["nonce"]), bytes.fromhex(obj["quote"])

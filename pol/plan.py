@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import math
 import re
 import secrets
@@ -23,6 +22,7 @@ from pol import schedule
 from pol import step as step_spec
 from pol.errors import PlanError, ProofFormatError
 from pol.hashing import canonical_json, tagged_hash
+from pol.smallfiles import parse_json
 
 PLAN_VERSION = 2
 SAMPLER = "epoch-permutation-v1/drop-last"
@@ -102,7 +102,7 @@ class Plan:
         """Parse and validate stored plan bytes; only the canonical encoding is accepted, so
         that the plan digest (over :meth:`to_bytes`) is the digest of the stored bytes."""
         try:
-            obj = json.loads(raw)
+            obj = parse_json(raw, "plan", ValueError)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ProofFormatError(f"plan is not valid JSON: {str(exc)[:120]}") from None
         if not isinstance(obj, dict):

@@ -44,6 +44,7 @@ from pol.proof_file import ProofReader
 from pol.schema import Attr, Group, hex32
 from pol.state import State
 from pol.untrusted_h5 import UntrustedFile
+from pol.smallfiles import parse_json
 from verifier import untrusted_json as uj
 from verifier.report import Check
 
@@ -158,7 +159,7 @@ def read_fraud_proof(path: str | os.PathLike[str]) -> FraudProof:
         LAYOUT.validate(root, "fraud proof /")
         a = root.attrs
         try:
-            claims_doc = json.loads(a["claims"])
+            claims_doc = parse_json(a["claims"], "claims", ValueError)
             if not isinstance(claims_doc, list) or len(claims_doc) > 64:
                 raise ValueError("claims must be a list of at most 64")
             claims = tuple(Claim.from_json(c) for c in claims_doc)

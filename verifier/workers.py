@@ -11,7 +11,6 @@ frame an honest worker). See docs/WORKERS.md.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -43,6 +42,7 @@ from pol.workers.log import (
 from pol.workers.messages import WorkersFormatError
 from pol.workers.plan import PLAN_DOMAIN, FederatedPlan
 from pol.workers.shards import assign_shards, shard_root
+from pol.smallfiles import parse_json
 from verifier.report import Report
 
 STATUSES = ("accepted", "rejected", "missing", "excluded")
@@ -57,6 +57,17 @@ class WorkersVerifyOptions:
     model: str | None = None       # module:callable for a custom model
 
 
+
+def _final_record(raw: bytes | None) -> dict[str, Any]:
+    """The coordinator's final record; {} when absent or not a JSON object (the caller judges it)."""
+    if not raw:
+        return {}
+    try:
+        doc = parse_json(raw, "final record", ValueError)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
 def default_replays(accepted: int) -> int:
     return min(accepted, max(4, math.ceil(0.10 * accepted)))
 
@@ -65,7 +76,7 @@ def _records(log: CoordinatorLog) -> list[dict[str, Any]]:
     records = []
     for i, rnd in enumerate(log.rounds):
         try:
-            rec = json.loads(rnd.record_bytes)
+            rec = parse_json(rnd.record_bytes, "round record", ValueError)
         except ValueError:
             raise WorkersFormatError(f"round {i}: record is not JSON") from None
         if not isinstance(rec, dict) or rec.get("format") != ROUND_RECORD_FORMAT:
@@ -187,7 +198,7 @@ def verify_log(path: str | os.PathLike[str], *, public_key: str | TrustedKey | N
         if weights_digest(weights).hex() != rec["global_out"]:
             agg.add(f"round {r}: the aggregate recomputed bitwise differs from the logged global model")
     final_digest = weights_digest(weights).hex()
-    final = json.loads(log.final_record) if log.final_record else {}
+    final = _final_record(log.final_record)
     if final.get("final_weights_digest") != final_digest:
         agg.add("the final weights digest is not the one the rounds compute")
     if log.final_weights is None or weights_digest(log.final_weights).hex() != final_digest:
@@ -253,10 +264,7 @@ def _signatures(report: Report, plan: FederatedPlan, log: CoordinatorLog, record
     report.add("chain", not problems, f"{len(records)} round records linked and signed", "; ".join(problems[:3]))
     final_ok, detail = False, "the log has no final record (the run did not finish)"
     if log.final_record is not None and log.final_signature is not None:
-        try:
-            final = json.loads(log.final_record)
-        except ValueError:
-            final = {}
+        final = _final_record(log.final_record)
         final_ok = (isinstance(final, dict) and final.get("format") == FINAL_RECORD_FORMAT
                     and _ok(coordinator, FINAL_DOMAIN, log.final_record, log.final_signature)
                     and final.get("head") == link.hex() and final.get("rounds") == len(records) == plan.rounds)

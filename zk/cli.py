@@ -202,7 +202,9 @@ def verify_cmd(proof: str, ownership: str | None, challenge: str | None, opening
     doc = None
     if opening is not None:
         try:
-            doc = json.loads(_read_capped(opening, "openings"))
+            from pol.smallfiles import parse_json
+
+            doc = parse_json(_read_capped(opening, "openings"), "openings", ValueError)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
             raise ZkFormatError(f"cannot read openings {opening}: {exc}") from None
     pinned = {k: v for k, v in (("scale_bits", scale_bits), ("bits", bits), ("max_chunk_size", max_chunk_size),

@@ -16,7 +16,6 @@ stage) and owns features and labels; nodes ``1..S-2`` hold the middle stages.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from pol import schedule as lr_schedules
 from pol.errors import PlanError, ProofFormatError
 from pol.hashing import canonical_json
+from pol.smallfiles import parse_json
 
 PLAN_FORMAT = "pol-split-plan"
 PLAN_VERSION = 1
@@ -138,7 +138,7 @@ class PipelinePlan:
     def from_bytes(cls, raw: bytes) -> "PipelinePlan":
         """Parse and validate untrusted plan bytes; only the canonical encoding is accepted."""
         try:
-            obj = json.loads(raw)
+            obj = parse_json(raw, "pipeline plan", ValueError)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProofFormatError(f"pipeline plan is not valid JSON: {exc}") from None
         if not isinstance(obj, dict):

@@ -28,6 +28,7 @@ from pol.keys import PUBLIC_HEADER, fingerprint, sign
 from pol.split.messages import MessageRejected
 from pol.split.plan import FEATURE_DIGEST, LABEL_DIGEST, PipelinePlan, node_of_stage, validate
 from pol.split.stages import builtin_stage_counts, builtin_stage_spec
+from pol.smallfiles import parse_json
 
 PLAN_SIGNATURE_DOMAIN = b"pol-split-plan-sig-v1"
 
@@ -141,7 +142,7 @@ def parse_contributions(raw: list[bytes], config: SplitConfig) -> list[dict[str,
     out = []
     for r, blob in enumerate(raw):
         try:
-            entry = json.loads(blob)
+            entry = parse_json(blob, "plan contribution", ValueError)
             ok = isinstance(entry, dict) and entry.get("rank") == r and isinstance(entry.get("environment"), dict) \
                 and len(bytes.fromhex(entry.get("public_key", ""))) == 32
             for part, owner in (("features", 0), ("labels", owners[-1])):

@@ -7,7 +7,6 @@ node is untrusted and :func:`decode_frame` turns every defect into :class:`Worke
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 
 from pol.errors import InputError, short_reason
 from pol.hashing import canonical_json, contiguous
+from pol.smallfiles import parse_json
 
 MAX_HEADER_BYTES = 4 << 20
 
@@ -40,7 +40,7 @@ def decode_frame(raw: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if n > MAX_HEADER_BYTES or 4 + n > len(raw):
         raise WorkersFormatError(f"frame header length {n} does not fit the frame of {len(raw)} bytes")
     try:
-        header = json.loads(raw[4:4 + n].decode("ascii"))
+        header = parse_json(raw[4:4 + n].decode("ascii"), "frame header", ValueError)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WorkersFormatError(f"frame header is not JSON: {short_reason(exc)}") from None
     if not isinstance(header, dict):

@@ -3,7 +3,6 @@ signed by the coordinator before round one (docs/WORKERS.md, "Plan")."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -13,6 +12,7 @@ from pol.errors import PlanError
 from pol.hashing import canonical_json, tagged_hash
 from pol.training import OPTIMIZERS
 from pol.workers.messages import WorkersFormatError, field
+from pol.smallfiles import parse_json
 
 PLAN_FORMAT = "pol-workers-plan-v1"
 PLAN_DOMAIN = b"pol-workers-plan-v1"
@@ -72,7 +72,7 @@ class FederatedPlan:
     def from_bytes(cls, raw: bytes) -> "FederatedPlan":
         """Parse and validate plan bytes (untrusted); only the canonical encoding is accepted."""
         try:
-            obj = json.loads(bytes(raw))
+            obj = parse_json(bytes(raw), "plan", ValueError)
         except (ValueError, UnicodeDecodeError) as exc:
             raise WorkersFormatError(f"plan is not JSON: {exc}") from None
         if not isinstance(obj, dict) or obj.get("format") != PLAN_FORMAT:

@@ -174,3 +174,26 @@ def test_ctrl_c_stops_training_leaving_a_readable_partial_proof(keys: dict, tmp_
     with ProofReader(partial) as r:
         assert r.final is None and r.num_checkpoints >= 1
         assert all(r.stored_state_digest(i) == r.state_digests[i] for i in r.stored_checkpoints)
+
+
+def test_every_parser_of_untrusted_json_bounds_its_nesting() -> None:
+    """A deeply nested document is a format error (exit 2), never a RecursionError, in each
+    parser that reads JSON another party wrote (plans, frames, nonces, fraud-proof claims)."""
+    import struct
+
+    from certify.pipeline_attestation import _parse_nonces
+    from pol.errors import InputError, PolError
+    from pol.plan import Plan
+    from pol.split.plan import PipelinePlan
+    from pol.workers.messages import decode_frame
+    from pol.workers.plan import FederatedPlan
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for parse in (Plan.from_bytes, PipelinePlan.from_bytes, FederatedPlan.from_bytes):
+        with pytest.raises(InputError, match="nested too deeply"):
+            parse(deep)
+    frame_deep = b"[" * 1500 + b"]" * 1500
+    with pytest.raises(InputError, match="nested too deeply"):
+        decode_frame(struct.pack("<I", len(frame_deep)) + frame_deep)
+    with pytest.raises(PolError, match="malformed attestation nonces"):
+        _parse_nonces(deep, 3)

@@ -36,6 +36,7 @@ from pol.errors import InputError, ProofFormatError, short_reason
 from pol.hashing import canonical_json
 from pol.plan import utc_now
 from pol.split.proof import MAX_ELEMENTS, NodeProofReader
+from pol.smallfiles import parse_json
 
 CHALLENGE_SCHEMA = "pol-split-challenge-v1"
 RESPONSE_FORMAT = "pol-split-response"
@@ -63,7 +64,7 @@ def save_challenge(challenge: dict[str, Any], path: str | os.PathLike[str]) -> N
 
 def read_challenge(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = parse_json(Path(path).read_text(), "challenge", ValueError)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read challenge {path}: {short_reason(exc)}") from None
     if not isinstance(doc, dict) or doc.get("schema") != CHALLENGE_SCHEMA or not isinstance(doc.get("segments"), list):
@@ -120,7 +121,7 @@ def response_states(response: str | os.PathLike[str], issued: dict[str, Any],
             f = sanitised.root
             if f.attrs.get("format") != RESPONSE_FORMAT or f.attrs.get("format_version") != 1:
                 raise ProofFormatError(f"{response} is not a {RESPONSE_FORMAT} file")
-            answered = json.loads(str(f.attrs["challenge"]))
+            answered = parse_json(str(f.attrs["challenge"]), "embedded challenge", ValueError)
             if not isinstance(answered, dict) or {k: answered.get(k) for k in _BOUND} != {k: issued.get(k) for k in _BOUND}:
                 raise InputError("the response answers a different challenge than the one you issued")
             states: dict[int, State] = {}
